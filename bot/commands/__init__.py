@@ -1,0 +1,1 @@
+"""Sub-commands of `capret`; each module registers one (or a small group)."""

@@ -1,0 +1,28 @@
+"""`capret run`: the main job: the Telegram bot with a token, else the terminal chat."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bot.config import load_config, secret
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="start the bot (TELEGRAM_BOT_TOKEN set) or terminal chat")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if secret("TELEGRAM_BOT_TOKEN"):
+        logger.info("TELEGRAM_BOT_TOKEN is set: starting the Telegram bot")
+        from bot.telegram_main import run_telegram
+
+        return run_telegram(config)
+    logger.info("no TELEGRAM_BOT_TOKEN: starting the terminal chat")
+    from bot.terminal import run_terminal
+
+    return run_terminal(config)

@@ -1,0 +1,82 @@
+"""Typed configuration of the bot (transports, limits) and the whole application."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.config import EngineConfig
+from engine.training.config import TrainConfig
+from engine.typed_config import ConfigError, from_mapping
+from store.config import StoreConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """Conversation limits and Telegram transport settings."""
+
+    # Longest text message accepted, in characters.
+    max_text_chars: int = 2000
+    # Largest upload accepted (Telegram's bot download limit is 20 MB) and largest pixel count.
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    # Per-user rate limit: at most this many messages per window; a queue bound per chat.
+    rate_limit_messages: int = 8
+    rate_limit_window_s: float = 10.0
+    max_queued_per_chat: int = 5
+    # How many model calls run at once (each runs in a worker thread).
+    max_concurrent_model_calls: int = 2
+    # Telegram user ids allowed to talk to the bot; empty = everyone.
+    allowed_user_ids: tuple[int, ...] = ()
+    # Images returned by one search, and how often a growing reply is edited.
+    search_results: int = 4
+    stream_edit_interval_s: float = 1.5
+    # Webhook mode when set (public https URL); polling otherwise.
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole application: one YAML file in ``configs/``."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Read a YAML config; strings starting with ./ or ../ are relative to the file's folder."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return from_mapping(AppConfig, _resolve_relative(raw, path.resolve().parent))
+
+
+def secret(name: str) -> str | None:
+    """Secrets (bot token, database URL) come only from the environment."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _resolve_relative(node: Any, base: Path) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _resolve_relative(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_relative(v, base) for v in node]
+    if isinstance(node, str) and node.startswith(("./", "../")):
+        return str((base / node).resolve())
+    return node

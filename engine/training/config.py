@@ -1,0 +1,60 @@
+"""Typed configuration of training and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One caption dataset: an annotation file and the folder its image paths are relative to."""
+
+    name: str = "rsicd"
+    # Karpathy-style dataset_*.json or COCO captions json (detected from its keys).
+    annotations: str = "../../shared/data/rsicd/dataset_rsicd.json"
+    images: str = "../../shared/data/rsicd/images"
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig:
+    """Contrastive (CLIP) adaptation of the image encoder to remote sensing captions."""
+
+    epochs: int = 6
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    # Unfreeze only the last N blocks of the image trunk (and the projections); -1 = all.
+    trainable_blocks: int = 2
+    # Unfreeze the last N layers of the text tower; 0 trains only its projection.
+    text_trainable_layers: int = 2
+    seed: int = 0
+    out_dir: str = "runs/encoder"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Bridge training: L = λc·Lc + λr·(L_t2i + L_i2t)."""
+
+    sources: tuple[DatasetSource, ...] = (DatasetSource(),)
+    lambda_caption: float = 1.0
+    lambda_retrieval: float = 1.0
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 4
+    warmup_steps: int = 50
+    # Captions longer than this many LM tokens are truncated.
+    max_caption_tokens: int = 40
+    # "all": every caption of an image is a sample each epoch; "random": one per image.
+    captions_per_image: Literal["all", "random"] = "all"
+    # Share of samples that teach the scene question (answer: the dataset's label); 0 = none.
+    scene_question_ratio: float = 0.15
+    # bf16 autocast on CPUs that support it (AVX-512 BF16 / AMX) and on CUDA.
+    autocast_bf16: bool = True
+    seed: int = 0
+    out_dir: str = "runs/bridge"
+    # Steps between checkpoints (resume picks up the newest one).
+    checkpoint_every: int = 200
+    encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)

@@ -1,0 +1,34 @@
+"""Typed configuration of the store (database, image files, gallery index)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The FAISS gallery index."""
+
+    # flat: exact inner product; ivf / hnsw: approximate, for large galleries.
+    index: Literal["flat", "ivf", "hnsw"] = "flat"
+    # IVF: number of lists (clusters) and how many are probed per search.
+    ivf_lists: int = 1024
+    ivf_probe: int = 32
+    # HNSW: neighbours per node and search breadth.
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 64
+    # A folder of images (with captions.json) indexed on first start; None = none.
+    seed_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where and how things persist. The database URL may be overridden by CAPRET_DATABASE_URL."""
+
+    # Folder for the SQLite file, image blobs and the gallery index.
+    data_dir: str = "data"
+    # Context window given to the model: at most this many past turns and images.
+    context_turns: int = 12
+    context_images: int = 4
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)

@@ -1,0 +1,70 @@
+"""Config loading: the shipped configs parse; bad keys and types name their path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_CONFIG, AppConfig, load_config
+from engine.typed_config import ConfigError, from_mapping, to_mapping
+
+CONFIGS = sorted((DEFAULT_CONFIG.parent).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, AppConfig)
+
+
+def test_default_is_offline_embedded_cpu() -> None:
+    config = load_config()
+    assert config.engine.language.model.startswith("embedded:")
+    assert config.engine.vision.arch.startswith("embedded:")
+    assert config.engine.device == "cpu"
+
+
+def test_unknown_key_names_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("engine:\n  bridge:\n    prefix_tokenz: 4\n")
+    with pytest.raises(ConfigError, match=r"engine\.bridge\.prefix_tokenz"):
+        load_config(path)
+
+
+def test_ill_typed_value_names_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("engine:\n  bridge:\n    prefix_tokens: four\n")
+    with pytest.raises(ConfigError, match=r"engine\.bridge\.prefix_tokens.*expected int"):
+        load_config(path)
+
+
+def test_bad_literal_lists_allowed_values(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("engine:\n  backend: tensorrt\n")
+    with pytest.raises(ConfigError, match=r"engine\.backend.*'hf', 'vllm'"):
+        load_config(path)
+
+
+def test_bool_is_not_an_int() -> None:
+    from engine.config import BridgeConfig
+
+    with pytest.raises(ConfigError, match="prefix_tokens"):
+        from_mapping(BridgeConfig, {"prefix_tokens": True})
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("store:\n  data_dir: ../state\n")
+    assert load_config(path).store.data_dir == str(tmp_path / "state")
+
+
+def test_round_trip_through_plain_mapping() -> None:
+    config = load_config()
+    assert from_mapping(AppConfig, to_mapping(config)) == config
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
