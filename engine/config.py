@@ -38,7 +38,7 @@ class LanguageConfig:
     # The retrieval token appended to the vocabulary; must tokenize to exactly one id.
     ret_token: str = "[RET]"
     # System message for chat templates; None keeps the template's own default.
-    system_prompt: str | None = "You are a remote sensing assistant. You describe satellite and aerial images."
+    system_prompt: str | None = "You are a remote sensing assistant."
 
 
 @dataclass(frozen=True)

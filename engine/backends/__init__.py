@@ -1,0 +1,1 @@
+"""Backends: where the LM's forward passes run (in-process transformers, or a vLLM server)."""

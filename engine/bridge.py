@@ -1,0 +1,115 @@
+"""The bridge: the only trained part of RS-CapRet.
+
+- image embedding -> k LM input vectors (the image's prefix tokens);
+- image embedding -> shared retrieval space;
+- LM hidden state at [RET] -> shared retrieval space;
+- the [RET] token's input row (and its output row when the LM's head is untied);
+- a learnable logit scale for the contrastive loss.
+Saved as ``bridge.safetensors`` plus ``bridge.json`` (its dims and the identity of the encoder
+and LM it was trained on); loading onto other bases fails and says which.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS_FILE = "bridge.safetensors"
+META_FILE = "bridge.json"
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    """Dims of the bridge and the identity of the bases it connects."""
+
+    image_dim: int  # D_img: the encoder's feature size
+    lm_dim: int  # D: the LM's hidden size
+    prefix_tokens: int  # k
+    shared_dim: int  # S
+    tied_head: bool  # the LM ties input and output embeddings
+    encoder_id: str  # which image encoder (and which of its features) it was trained on
+    lm_id: str  # which LM
+
+
+class BridgeMismatchError(ValueError):
+    """Saved bridge weights were trained for other bases or dims."""
+
+
+class Bridge(nn.Module):
+    """Trainable layers between encoder, LM and the retrieval space."""
+
+    def __init__(self, spec: BridgeSpec, logit_scale_init: float = 2.6592) -> None:
+        super().__init__()
+        self.spec = spec
+        self.image_to_prefix = nn.Linear(spec.image_dim, spec.prefix_tokens * spec.lm_dim)
+        self.image_to_shared = nn.Linear(spec.image_dim, spec.shared_dim)
+        self.ret_to_shared = nn.Linear(spec.lm_dim, spec.shared_dim)
+        self.ret_embedding = nn.Parameter(torch.randn(spec.lm_dim) * 0.02)
+        # With a tied head the [RET] output row is the input row, as for every other token.
+        self.ret_output = None if spec.tied_head else nn.Parameter(torch.randn(spec.lm_dim) * 0.02)
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+
+    @property
+    def ret_output_row(self) -> torch.Tensor:
+        return self.ret_embedding if self.ret_output is None else self.ret_output
+
+    def prefix(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, D_img) -> (N, k, D): the vectors that stand for each image in the prompt."""
+        n = image_embeddings.shape[0]
+        out = self.image_to_prefix(image_embeddings)
+        return out.view(n, self.spec.prefix_tokens, self.spec.lm_dim)
+
+    def image_vectors(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, D_img) -> (N, S), L2-normalised: gallery vectors."""
+        return F.normalize(self.image_to_shared(image_embeddings), dim=-1)
+
+    def query_vectors(self, ret_hidden: torch.Tensor) -> torch.Tensor:
+        """(N, D) [RET] hidden states -> (N, S), L2-normalised: query vectors."""
+        return F.normalize(self.ret_to_shared(ret_hidden), dim=-1)
+
+    def init_ret_rows(self, row: torch.Tensor) -> None:
+        """Start [RET] from an existing token's row (a better start than noise)."""
+        with torch.no_grad():
+            self.ret_embedding.copy_(row)
+            if self.ret_output is not None:
+                self.ret_output.copy_(row)
+
+    def save(self, folder: str | Path, extra: dict | None = None) -> None:
+        """Write weights and the spec; ``extra`` (e.g. training config) goes into the JSON."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE))
+        meta = {"spec": asdict(self.spec), "logit_scale": float(self.logit_scale.detach())}
+        (folder / META_FILE).write_text(json.dumps({**meta, **(extra or {})}, indent=2))
+
+
+def load_spec(folder: str | Path) -> BridgeSpec:
+    """The spec recorded beside saved bridge weights."""
+    meta = json.loads((Path(folder) / META_FILE).read_text())
+    return BridgeSpec(**meta["spec"])
+
+
+def load_bridge(folder: str | Path, expected: BridgeSpec) -> Bridge:
+    """Load saved weights, refusing ones trained for other bases or dims (bit-exact load)."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"no {WEIGHTS_FILE} in {folder}")
+    saved = load_spec(folder)
+    differences = [
+        f"{name}: saved {getattr(saved, name)!r}, this engine {getattr(expected, name)!r}"
+        for name in asdict(expected) if getattr(saved, name) != getattr(expected, name)
+    ]
+    if differences:
+        raise BridgeMismatchError(
+            f"bridge weights in {folder} do not fit this encoder/LM: " + "; ".join(differences)
+        )
+    bridge = Bridge(saved)
+    bridge.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return bridge

@@ -1,0 +1,154 @@
+"""RS-CapRet: the engine facade the app talks to (captions, chat, [RET] retrieval).
+
+It turns a dialogue plus precomputed image embeddings into prompt embeddings, hands them to a
+backend to decode, and maps [RET] hidden states into the shared retrieval space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.backends.base import Backend
+from engine.bridge import Bridge
+from engine.config import EngineConfig
+from engine.generate import DecodeSettings, Finished
+from engine.language import LanguageModel
+from engine.prompt import PromptLayout, assemble_embeddings, layout_dialogue
+from engine.tokens import CAPTION_PROMPT
+from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
+
+
+class ImageEncoder(Protocol):
+    """A frozen image encoder: PIL images -> (N, D_img) features."""
+
+    dim: int
+    encoder_id: str
+
+    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+
+
+class RSCapRet:
+    """The whole model: frozen encoder and LM, trained bridge, a decoding backend."""
+
+    def __init__(self, config: EngineConfig, encoder: ImageEncoder, lm: LanguageModel,
+                 bridge: Bridge, backend: Backend, bridge_id: str) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.lm = lm
+        self.bridge = bridge.eval()
+        self.backend = backend
+        self.bridge_id = bridge_id
+        self.encoder_id = encoder.encoder_id
+        self.shared_dim = bridge.spec.shared_dim
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encoder features (N, D_img), float32; callers cache them by content hash."""
+        with torch.inference_mode():
+            return self.encoder.embed(images).float().cpu().numpy()
+
+    def generate(self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+                 options: GenerationOptions | None = None) -> GenerationResult:
+        """Reply to ``dialogue``; on [RET] the result carries the query vector."""
+        result = None
+        for item in self.stream(dialogue, image_embeddings, options):
+            if isinstance(item, GenerationResult):
+                result = item
+        assert result is not None
+        return result
+
+    def stream(self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+               options: GenerationOptions | None = None) -> Iterator[str | GenerationResult]:
+        """Yield text pieces as they are decoded, then the ``GenerationResult``."""
+        embeds = self._prompt_embeddings(dialogue, image_embeddings, add_generation_prompt=True)
+        settings = self._settings(options or GenerationOptions())
+        ids: list[int] = []
+        shown = ""
+        for event in self.backend.decode(embeds, settings):
+            if isinstance(event, Finished):
+                query = None if event.ret_hidden is None else self._query(event.ret_hidden)
+                yield GenerationResult(self._text(ids), query, tuple(ids))
+                return
+            ids.append(event)
+            text = self._text(ids)
+            if len(text) > len(shown) and not text.endswith("\ufffd"):  # whole characters only
+                yield text[len(shown):]
+                shown = text
+
+    def retrieve(self, dialogue: Sequence[Turn],
+                 image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Force [RET] as the assistant's answer; the normalised query vector (S,)."""
+        layout = self._layout(dialogue, add_generation_prompt=True).extended([self.lm.ret_id])
+        embeds = self._embed_layout(layout, image_embeddings)
+        return self._query(self.backend.last_hidden(embeds))
+
+    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Images' vectors in the shared space (N, S), normalised: gallery rows, "more like this"."""
+        with torch.inference_mode():
+            x = torch.as_tensor(image_embeddings, dtype=torch.float32, device=self._device)
+            return self.bridge.image_vectors(x).float().cpu().numpy()
+
+    def caption(self, image: Image.Image, options: GenerationOptions | None = None) -> str:
+        """One image in, one description out."""
+        embedding = self.embed_images([image])[0]
+        turn = Turn("user", (ImagePart("image"), TextPart(CAPTION_PROMPT)))
+        opts = dataclasses.replace(options or GenerationOptions(), allow_retrieval=False)
+        return self.generate([turn], {"image": embedding}, opts).text
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.bridge.parameters()).device
+
+    def _layout(self, dialogue: Sequence[Turn], add_generation_prompt: bool) -> PromptLayout:
+        return layout_dialogue(self.lm.tokenizer, dialogue, self.bridge.spec.prefix_tokens,
+                               self.config.language.system_prompt, add_generation_prompt)
+
+    def _prompt_embeddings(self, dialogue: Sequence[Turn], images: Mapping[str, np.ndarray],
+                           add_generation_prompt: bool) -> torch.Tensor:
+        return self._embed_layout(self._layout(dialogue, add_generation_prompt), images)
+
+    @torch.inference_mode()
+    def _embed_layout(self, layout: PromptLayout, images: Mapping[str, np.ndarray]
+                      ) -> torch.Tensor:
+        ids = torch.tensor(layout.ids, device=self._device)
+        tokens = self.lm.embed_ids(ids, self.bridge.ret_embedding)  # (T, D)
+        shas = sorted({sha for _, sha in layout.image_slots})
+        prefixes: dict[str, torch.Tensor] = {}
+        if shas:
+            missing = [s for s in shas if s not in images]
+            if missing:
+                raise KeyError(f"no embedding given for image(s) {', '.join(missing)}")
+            feats = torch.as_tensor(np.stack([images[s] for s in shas]), device=self._device)
+            prefixes = dict(zip(shas, self.bridge.prefix(feats.float()), strict=True))
+        return assemble_embeddings(layout, tokens, prefixes).to(self.lm.model.dtype)
+
+    def _query(self, ret_hidden: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            vector = self.bridge.query_vectors(ret_hidden.float().unsqueeze(0))[0]
+        return vector.cpu().numpy()
+
+    def _text(self, ids: list[int]) -> str:
+        text_ids = [i for i in ids if i != self.lm.ret_id]
+        return str(self.lm.tokenizer.decode(text_ids, skip_special_tokens=True)).strip()
+
+    def _settings(self, options: GenerationOptions) -> DecodeSettings:
+        g = self.config.generation
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        return DecodeSettings(
+            strategy=pick(options.strategy, g.strategy),
+            max_new_tokens=pick(options.max_new_tokens, g.max_new_tokens),
+            temperature=pick(options.temperature, g.temperature),
+            top_p=pick(options.top_p, g.top_p),
+            num_beams=pick(options.num_beams, g.num_beams),
+            repetition_penalty=g.repetition_penalty,
+            ret_logit_bias=g.ret_logit_bias,
+            allow_ret=options.allow_retrieval,
+            ret_id=self.lm.ret_id,
+            eos_ids=frozenset(self.lm.eos_ids),
+            seed=options.seed,
+        )

@@ -1,0 +1,43 @@
+"""Special tokens and fixed prompt texts shared by training and inference.
+
+Keeping them in one place means the trained bridge and the chat see the same layout: FROMAGe
+set up [RET] in two files and they drifted.
+"""
+
+from __future__ import annotations
+
+RET_TOKEN = "[RET]"
+# Stands for an image's k prefix vectors inside templated text; never reaches the tokenizer.
+IMAGE_PLACEHOLDER = "\x00<image>\x00"
+
+CAPTION_PROMPT = "Describe this image."
+SCENE_PROMPT = "What kind of scene is this?"
+# Requests that teach the model to answer with [RET]; {query} is a caption.
+RETRIEVAL_PROMPTS = (
+    "Show me {query}",
+    "Find images of {query}",
+    "I am looking for a picture where {query}",
+    "Search for: {query}",
+)
+
+
+def scene_answer(label: str) -> str:
+    """The answer taught for the scene question: 'denseresidential' -> 'dense residential'."""
+    return f"This is a {humanize_label(label)} scene."
+
+
+def humanize_label(label: str) -> str:
+    """Dataset labels are run together ('denseresidential', 'bareland'); spell them out."""
+    return _LABEL_WORDS.get(label, label.replace("_", " "))
+
+
+_LABEL_WORDS = {
+    "bareland": "bare land",
+    "baseballfield": "baseball field",
+    "denseresidential": "dense residential",
+    "mediumresidential": "medium residential",
+    "sparseresidential": "sparse residential",
+    "railwaystation": "railway station",
+    "storagetanks": "storage tanks",
+    "playfields": "playfields",
+}

@@ -1,0 +1,44 @@
+"""Bridge weights: bit-exact save/load and refusal to load onto other bases."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.bridge import Bridge, BridgeMismatchError, BridgeSpec, load_bridge
+
+SPEC = BridgeSpec(image_dim=32, lm_dim=64, prefix_tokens=4, shared_dim=16, tied_head=False,
+                  encoder_id="enc-a", lm_id="lm-a")
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_prefix_shape(k: int) -> None:
+    bridge = Bridge(dataclasses.replace(SPEC, prefix_tokens=k))
+    assert bridge.prefix(torch.randn(3, 32)).shape == (3, k, 64)
+
+
+def test_round_trip_is_bit_exact(tmp_path: Path) -> None:
+    bridge = Bridge(SPEC)
+    bridge.save(tmp_path, extra={"note": "x"})
+    loaded = load_bridge(tmp_path, SPEC)
+    for (name, a), (_, b) in zip(bridge.state_dict().items(), loaded.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+    assert loaded.ret_output is not None  # untied head keeps its own output row
+
+
+@pytest.mark.parametrize(("field", "value"), [("lm_id", "lm-b"), ("encoder_id", "enc-b"),
+                                              ("prefix_tokens", 1), ("lm_dim", 128)])
+def test_loading_onto_other_bases_names_the_difference(tmp_path: Path, field: str,
+                                                       value: object) -> None:
+    Bridge(SPEC).save(tmp_path)
+    with pytest.raises(BridgeMismatchError, match=field):
+        load_bridge(tmp_path, dataclasses.replace(SPEC, **{field: value}))
+
+
+def test_tied_head_shares_the_ret_row() -> None:
+    bridge = Bridge(dataclasses.replace(SPEC, tied_head=True))
+    assert bridge.ret_output is None and bridge.ret_output_row is bridge.ret_embedding
