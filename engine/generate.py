@@ -101,7 +101,9 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
         ])  # (n, V)
         flat = (totals.unsqueeze(1) + logp).view(-1)
         top = torch.topk(flat, 2 * n)
-        rows, tokens, keep = [], [], []
+        rows: list[int] = []
+        tokens: list[int] = []
+        keep: list[float] = []
         for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
             row, token = divmod(index, logp.shape[1])
             seq = beams[row] + [token]

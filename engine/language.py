@@ -26,6 +26,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class LanguageModel(nn.Module):
     """A frozen decoder-only LM that reads embeddings and exposes last-layer hidden states."""
 
+    ret_id: int
+    table_size: int
+    tied: bool
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  ret_token: str, name: str) -> None:
         super().__init__()
@@ -34,7 +38,7 @@ class LanguageModel(nn.Module):
         self.name = name
         self.ret_token = ret_token
         self.ret_id = add_ret_token(tokenizer, ret_token)
-        self.table_size = model.get_input_embeddings().num_embeddings
+        self.table_size = model.get_input_embeddings().num_embeddings  # type: ignore[assignment]
         self.tied = bool(getattr(model.config, "tie_word_embeddings", False))
 
     @property
@@ -103,7 +107,7 @@ def load_language(config: LanguageConfig, device: torch.device) -> LanguageModel
     source = str(embedded.language_folder()) if config.model == EMBEDDED_LM else config.model
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype])
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]
     logger.info("loaded LM %s (%d parameters, frozen)", config.model, model.num_parameters())
     return LanguageModel(model, tokenizer, config.ret_token, name=config.model)
 

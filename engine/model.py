@@ -88,7 +88,7 @@ class RSCapRet:
         return self._query(self.backend.last_hidden(embeds))
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
-        """Images' vectors in the shared space (N, S), normalised: gallery rows, "more like this"."""
+        """Images' vectors in the shared space (N, S), normalised: gallery rows."""
         with torch.inference_mode():
             x = torch.as_tensor(image_embeddings, dtype=torch.float32, device=self._device)
             return self.bridge.image_vectors(x).float().cpu().numpy()

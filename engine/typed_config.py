@@ -107,6 +107,7 @@ def _convert_scalar(tp: Any, value: Any, path: str) -> Any:
         return float(value)
     if tp is Path and isinstance(value, str):
         return Path(value)
-    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+    is_bool_as_int = tp is int and isinstance(value, bool)
+    if tp in (int, str, bool) and isinstance(value, tp) and not is_bool_as_int:
         return value
     raise ConfigError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")

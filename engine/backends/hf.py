@@ -39,7 +39,7 @@ class HfStepper:
 
     def reorder(self, rows: torch.Tensor) -> None:
         assert self.cache is not None
-        self.cache.reorder_cache(rows.to(self.lm.model.device))
+        self.cache.reorder_cache(rows.to(self.lm.model.device))  # type: ignore[arg-type]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm.logits(hidden, self.bridge.ret_output_row).cpu()

@@ -43,7 +43,8 @@ def test_training_step_touches_only_the_bridge(tied: bool) -> None:
     for name, p in [*engine.lm.named_parameters(),
                     *(("enc." + n, q) for n, q in engine.encoder.named_parameters())]:
         assert torch.equal(p, frozen[name]), f"frozen tensor {name} changed"
-    changed = [n for n, p in engine.bridge.named_parameters() if not torch.equal(p, bridge_before[n])]
+    changed = [n for n, p in engine.bridge.named_parameters()
+               if not torch.equal(p, bridge_before[n])]
     assert set(changed) == expected
 
 
