@@ -42,6 +42,18 @@ class BotConfig:
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
+    # Path of the webhook endpoint on this server (the secret comes from TELEGRAM_WEBHOOK_SECRET).
+    webhook_path: str = "telegram"
+    # Photos of one album arriving within this many seconds of each other form one turn.
+    album_wait_s: float = 1.0
+    # Updates handled at once across all chats (each chat's own updates run in order).
+    max_concurrent_updates: int = 256
+    # Telegram's send limit for the whole bot (messages per second, the library's limiter).
+    send_rate_per_s: float = 30.0
+    # Uploads are kept (and shown to the model) at most this many pixels on a side.
+    stored_image_side: int = 1024
+    # "/more" pages through at most this many results of one search.
+    max_search_depth: int = 64
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,65 @@
+"""Plain reply data and the texts the bot says, shared by every transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HELP = """I describe satellite and aerial images, answer questions about them and find images.
+
+• Send a photo: I describe the scene. Add a caption to ask about it ("how many planes?").
+• Send an image as a file: JPEG, PNG, WebP or (Geo)TIFF, also 16-bit or multispectral.
+• Send several photos at once: one question about all of them.
+• Ask follow-ups: "is there a river?", "what is left of the runway?"
+• Ask for images: "show me airports near the sea" or /search harbour with many boats
+• /more: the next results of the last search, without repeats.
+• Reply "more like this" (or /similar) to an image: similar images from the gallery.
+
+/reset new conversation · /history what we said · /export your data · /forget delete all
+about you · /about the model"""
+
+START = "Hello! Send me a satellite or aerial image, or ask for images by text.\n\n" + HELP
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One gallery image found by a search."""
+
+    gallery_id: int
+    label: str
+    score: float
+    path: Path
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the service answers one request with: text and/or gallery images."""
+
+    text: str
+    hits: tuple[Hit, ...] = field(default=())
+
+
+def hit_caption(hit: Hit) -> str:
+    """A gallery image's caption: its label or caption, then the score."""
+    label = hit.label if len(hit.label) <= 900 else hit.label[:900] + "…"
+    return f"{label} — score {hit.score:.2f}"
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters, at line or word ends if any."""
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = rest.rfind(" ", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest.strip() or not pieces:
+        pieces.append(rest)
+    return [p for p in pieces if p.strip()] or [text[:limit]]

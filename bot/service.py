@@ -1,0 +1,280 @@
+"""The conversation service: a user's turn in, a reply out. No transport, no ``telegram``.
+
+It loads the context from the store, embeds each image once (cached by sha256 and encoder),
+calls the engine off the event loop (a bounded number at once), runs gallery searches for
+``[RET]``, ``/search``, ``/more`` and "more like this", and writes both turns back together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from bot.config import BotConfig
+from bot.errors import UserFacingError
+from bot.images import DecodedImage, decode_image
+from bot.ports import EnginePort
+from bot.replies import Hit, Reply
+from bot.storage import ConversationStore
+from engine.types import GenerationResult, ImagePart, Part, TextPart, Turn
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ProgressFn = Callable[[str], Awaitable[None]]
+DESCRIBE_ONE = "Describe this image."
+DESCRIBE_MANY = "Describe these images."
+_END = object()
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who is talking, as the transport knows them."""
+
+    transport: str
+    external_id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+class ConversationService:
+    """Transport-free conversations over an engine and a store."""
+
+    def __init__(
+        self, engine: EnginePort, store: ConversationStore, config: BotConfig,
+        description: str = "",
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.config = config
+        self.description = description
+        self._model_slots = asyncio.Semaphore(config.max_concurrent_model_calls)
+        self._last_query: dict[int, np.ndarray] = {}
+
+    # ----- conversation
+    async def ask(
+        self, user: UserRef, text: str, uploads: Sequence[bytes] = (),
+        progress: ProgressFn | None = None,
+    ) -> Reply:
+        """A user turn (text and/or images) in, the reply out; the model may search."""
+        text = self._checked_text(text, allow_empty=bool(uploads))
+        images = [await self._decode(data) for data in uploads]
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        if not text:
+            text = DESCRIBE_ONE if len(images) == 1 else DESCRIBE_MANY
+        parts: tuple[Part, ...] = (*(ImagePart(i.sha256) for i in images), TextPart(text))
+        user_turn = Turn("user", parts)
+        for image in images:
+            await self._db(self.store.put_image, image.sha256, image.png)
+        dialogue = [*await self._db(self.store.context, uid), user_turn]
+        embeddings = await self._embeddings(dialogue, images)
+        result = await self._generate(dialogue, embeddings, progress)
+        hits: tuple[Hit, ...] = ()
+        if result.query is not None:
+            hits = await self._search(uid, result.query, fresh=True)
+        reply = result.text.strip() or _found_text(hits)
+        await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
+        return Reply(reply, hits)
+
+    async def search(self, user: UserRef, text: str) -> Reply:
+        """Forced retrieval for a text request."""
+        text = self._checked_text(text, allow_empty=False)
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        user_turn = Turn("user", (TextPart(text),))
+        dialogue = [*await self._db(self.store.context, uid), user_turn]
+        embeddings = await self._embeddings(dialogue, [])
+        query = await self._model(self.engine.retrieve, dialogue, embeddings)
+        hits = await self._search(uid, query, fresh=True)
+        reply = _found_text(hits)
+        await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
+        return Reply(reply, hits)
+
+    async def more(self, user: UserRef) -> Reply:
+        """The next results of the user's last search, none shown before."""
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        query = self._last_query.get(uid)
+        if query is None:
+            raise UserFacingError("There is no search to continue: try /search airport first.")
+        hits = await self._search(uid, query, fresh=False)
+        return Reply(_found_text(hits) if hits else "No more results for that search.", hits)
+
+    async def similar(self, user: UserRef, upload: bytes | None = None) -> Reply:
+        """Gallery images like ``upload``, or like the conversation's last image."""
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        if upload is not None:
+            image = await self._decode(upload)
+            await self._db(self.store.put_image, image.sha256, image.png)
+            sha, images = image.sha256, [image]
+        else:
+            context = await self._db(self.store.context, uid)
+            shas = [p.sha256 for t in context for p in t.parts if isinstance(p, ImagePart)]
+            if not shas:
+                raise UserFacingError("Send an image first, or reply to one with /similar.")
+            sha, images = shas[-1], []
+        embedding = (await self._embeddings([Turn("user", (ImagePart(sha),))], images))[sha]
+        query = (await self._model(self.engine.image_query, embedding[None]))[0]
+        hits = await self._search(uid, query, fresh=True)
+        return Reply(_found_text(hits), hits)
+
+    # ----- account
+    async def reset(self, user: UserRef) -> str:
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        await self._db(self.store.reset, uid)
+        self._last_query.pop(uid, None)
+        return "New conversation started: earlier images and messages are no longer in context."
+
+    async def history(self, user: UserRef) -> str:
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        turns = await self._db(self.store.history, uid)
+        if not turns:
+            return "This conversation is empty."
+        return "\n".join(_render_turn(turn) for turn in turns)
+
+    async def export(self, user: UserRef) -> bytes:
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        return await self._db(self.store.export, uid)
+
+    async def forget(self, user: UserRef) -> str:
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        await self._db(self.store.forget, uid)
+        self._last_query.pop(uid, None)
+        return "Done: I deleted everything I kept about you."
+
+    async def about(self) -> str:
+        size = await self._db(self.store.gallery_size)
+        lines = [self.description] if self.description else []
+        lines += [f"Image encoder: {self.engine.encoder_id}",
+                  f"Bridge weights: {self.engine.bridge_id}",
+                  f"Retrieval space: {self.engine.shared_dim} dimensions",
+                  f"Gallery: {size:,} images"]
+        return "\n".join(lines)
+
+    # ----- internals
+    def _checked_text(self, text: str, allow_empty: bool) -> str:
+        text = (text or "").strip()
+        if not text and not allow_empty:
+            raise UserFacingError("Your message is empty: ask a question or send an image.")
+        if len(text) > self.config.max_text_chars:
+            raise UserFacingError(
+                f"Your message is too long ({len(text):,} characters; the limit is "
+                f"{self.config.max_text_chars:,}). Please shorten it.")
+        return text
+
+    async def _decode(self, data: bytes) -> DecodedImage:
+        return await asyncio.to_thread(
+            decode_image, data, max_bytes=self.config.max_image_bytes,
+            max_pixels=self.config.max_image_pixels, max_side=self.config.stored_image_side)
+
+    async def _embeddings(
+        self, dialogue: Sequence[Turn], fresh: Sequence[DecodedImage]
+    ) -> dict[str, np.ndarray]:
+        """Encoder embedding of every image in the dialogue, computed once per sha256."""
+        shas = list(dict.fromkeys(p.sha256 for t in dialogue for p in t.parts
+                                  if isinstance(p, ImagePart)))
+        if not shas:
+            return {}
+        encoder = self.engine.encoder_id
+        found = await self._db(self.store.cached_embeddings, shas, encoder)
+        missing = [sha for sha in shas if sha not in found]
+        if missing:
+            pil = {image.sha256: image.image for image in fresh}
+            images = [pil[sha] if sha in pil else await self._stored_image(sha) for sha in missing]
+            vectors = await self._model(self.engine.embed_images, images)  # (N, D_img)
+            computed = {sha: np.asarray(v, dtype=np.float32)
+                        for sha, v in zip(missing, vectors, strict=True)}
+            await self._db(self.store.cache_embeddings, computed, encoder)
+            found.update(computed)
+        return found
+
+    async def _stored_image(self, sha: str) -> Any:
+        data = await self._db(self.store.get_image, sha)
+        if data is None:
+            raise UserFacingError("An earlier image of this conversation is gone: try /reset.")
+        return (await self._decode(data)).image
+
+    async def _search(self, uid: int, query: np.ndarray, fresh: bool) -> tuple[Hit, ...]:
+        if fresh:
+            self._last_query[uid] = query
+        exclude = await self._db(self.store.shown, uid)
+        if len(exclude) >= self.config.max_search_depth and not fresh:
+            return ()
+        hits = await self._db(self.store.search, query, self.config.search_results, exclude)
+        await self._db(self.store.mark_shown, uid, [hit.gallery_id for hit in hits])
+        return tuple(hits)
+
+    async def _model(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
+        async with self._model_slots:
+            return await asyncio.to_thread(fn, *args)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _generate(
+        self, dialogue: list[Turn], embeddings: dict[str, np.ndarray],
+        progress: ProgressFn | None,
+    ) -> GenerationResult:
+        if progress is None:
+            return await self._model(self.engine.generate, dialogue, embeddings)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[object] = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                for piece in self.engine.stream(dialogue, embeddings):
+                    loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            except BaseException as exc:  # handed to the event loop side, raised there
+                loop.call_soon_threadsafe(pieces.put_nowait, _Failure(exc))
+            finally:
+                loop.call_soon_threadsafe(pieces.put_nowait, _END)
+
+        async with self._model_slots:
+            worker = asyncio.ensure_future(asyncio.to_thread(produce))
+            try:
+                return await _consume(pieces, progress)
+            finally:
+                await worker
+
+
+async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> GenerationResult:
+    text, result, failure = "", None, None
+    while (piece := await pieces.get()) is not _END:
+        if isinstance(piece, _Failure):
+            failure = piece.error
+        elif isinstance(piece, GenerationResult):
+            result = piece
+        elif isinstance(piece, str) and failure is None:
+            text += piece
+            try:
+                await progress(text)
+            except Exception:  # showing progress is cosmetic; the final reply still comes
+                logger.warning("progress callback failed", exc_info=True)
+    if failure is not None:
+        raise failure
+    return result if result is not None else GenerationResult(text)
+
+
+def _found_text(hits: Sequence[Hit]) -> str:
+    if not hits:
+        return "I found no matching images in the gallery."
+    return f"Here {'is' if len(hits) == 1 else 'are'} {len(hits)} image(s) from the gallery."
+
+
+def _reply_turn(text: str, hits: Sequence[Hit]) -> Turn:
+    found = "; ".join(f"{hit.label} ({hit.score:.2f})" for hit in hits)
+    return Turn("assistant", (TextPart(f"{text}\n[shown: {found}]" if hits else text),))
+
+
+def _render_turn(turn: Turn) -> str:
+    who = "You" if turn.role == "user" else "CapRet"
+    body = " ".join("[image]" if isinstance(p, ImagePart) else p.text for p in turn.parts)
+    return f"{who}: {body}"

@@ -1,0 +1,79 @@
+"""What the conversation service needs from persistence: the boundary it codes against.
+
+``bot.store_adapter`` implements it over ``store``; tests may use an in-memory one. Methods are
+synchronous (the service runs them in worker threads), one unit of work each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from bot.replies import Hit
+from engine.types import Turn
+
+
+class ConversationStore(Protocol):
+    """Users, conversations, images, embedding cache and the gallery, as the service sees them."""
+
+    def user_id(self, transport: str, external_id: str, name: str | None) -> int:
+        """The user's id, created on first contact."""
+        ...
+
+    def context(self, user_id: int) -> list[Turn]:
+        """The current conversation's context window, oldest first."""
+        ...
+
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
+        """Store a user turn and its reply together (both or neither)."""
+        ...
+
+    def reset(self, user_id: int) -> None:
+        """Start a new conversation."""
+        ...
+
+    def history(self, user_id: int) -> list[Turn]:
+        """All turns of the current conversation."""
+        ...
+
+    def export(self, user_id: int) -> bytes:
+        """Everything kept about the user, as a zip archive."""
+        ...
+
+    def forget(self, user_id: int) -> None:
+        """Delete everything about the user."""
+        ...
+
+    def put_image(self, sha256: str, data: bytes) -> None:
+        """Keep an image file, content-addressed."""
+        ...
+
+    def get_image(self, sha256: str) -> bytes | None:
+        """An image file kept earlier, or None."""
+        ...
+
+    def cached_embeddings(self, sha256s: Sequence[str], encoder_id: str) -> dict[str, np.ndarray]:
+        """Cached encoder embeddings of those images that have one."""
+        ...
+
+    def cache_embeddings(self, vectors: dict[str, np.ndarray], encoder_id: str) -> None:
+        """Remember encoder embeddings by (sha256, encoder_id)."""
+        ...
+
+    def shown(self, user_id: int) -> set[int]:
+        """Gallery ids already shown in the current conversation."""
+        ...
+
+    def mark_shown(self, user_id: int, gallery_ids: Sequence[int]) -> None:
+        """Remember gallery ids shown in the current conversation."""
+        ...
+
+    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[Hit]:
+        """The k best gallery images for a (shared_dim,) query, skipping ``exclude``."""
+        ...
+
+    def gallery_size(self) -> int:
+        """How many images the gallery holds."""
+        ...

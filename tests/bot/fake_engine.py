@@ -1,0 +1,108 @@
+"""A constant-time fake of EnginePort: deterministic vectors and scripted replies, no model."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
+
+SEARCH_WORDS = ("show me", "find", "search")
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / (np.linalg.norm(vector) + 1e-8)).astype(np.float32)
+
+
+def text_vector(text: str, dim: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.lower().encode()).digest()[:4], "little")
+    return _unit(np.random.default_rng(seed).standard_normal(dim))
+
+
+class FakeEngine:
+    """Replies "I see N image(s)..." and emits [RET] when the last user text asks for images."""
+
+    encoder_id = "fake-encoder"
+    bridge_id = "fake-bridge"
+    shared_dim = 8
+    image_dim = 12
+
+    def __init__(self, delay_s: float = 0.0, reply_words: int = 12) -> None:
+        self.delay_s = delay_s
+        self.reply_words = reply_words
+        self.embed_calls = 0
+        self.generate_calls = 0
+        self.fail_next: Exception | None = None
+        self.last_dialogue: list[Turn] = []
+        self.last_embeddings: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        rng = np.random.default_rng(0)
+        self._projection = rng.standard_normal((self.image_dim, self.shared_dim)).astype(np.float32)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        with self._lock:
+            self.embed_calls += len(images)
+        rows = []
+        for image in images:
+            small = np.asarray(image.convert("RGB").resize((2, 2)), dtype=np.float32)
+            rows.append(_unit(small.reshape(-1) - 127.5))
+        return np.stack(rows).astype(np.float32)  # (N, 12)
+
+    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
+        return np.stack([_unit(row @ self._projection) for row in image_embeddings])
+
+    def retrieve(
+        self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        return text_vector(_last_user_text(dialogue), self.shared_dim)
+
+    def generate(
+        self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+        options: GenerationOptions | None = None,
+    ) -> GenerationResult:
+        result: GenerationResult | None = None
+        for piece in self.stream(dialogue, image_embeddings, options):
+            if isinstance(piece, GenerationResult):
+                result = piece
+        assert result is not None
+        return result
+
+    def stream(
+        self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+        options: GenerationOptions | None = None,
+    ) -> Iterator[str | GenerationResult]:
+        with self._lock:
+            self.generate_calls += 1
+            self.last_dialogue = list(dialogue)
+            self.last_embeddings = dict(image_embeddings)
+            failure, self.fail_next = self.fail_next, None
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if failure is not None:
+            raise failure
+        missing = [p.sha256 for t in dialogue for p in t.parts
+                   if isinstance(p, ImagePart) and p.sha256 not in image_embeddings]
+        assert not missing, f"embeddings missing for {missing}"
+        text = _last_user_text(dialogue)
+        allow = options is None or options.allow_retrieval
+        if allow and any(word in text.lower() for word in SEARCH_WORDS):
+            yield "Here are some images."
+            yield GenerationResult("Here are some images.", text_vector(text, self.shared_dim))
+            return
+        images = sum(isinstance(p, ImagePart) for t in dialogue for p in t.parts)
+        words = [f"I see {images} image(s)."] + [f"word{i}" for i in range(self.reply_words)]
+        for word in words:
+            yield word + " "
+        yield GenerationResult(" ".join(words))
+
+
+def _last_user_text(dialogue: Sequence[Turn]) -> str:
+    for turn in reversed(dialogue):
+        if turn.role == "user":
+            return " ".join(p.text for p in turn.parts if isinstance(p, TextPart))
+    return ""
