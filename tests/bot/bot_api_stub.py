@@ -112,6 +112,10 @@ class BotApiStub:
         return update
 
     async def push_text(self, user_id: int, text: str, **fields: Any) -> dict[str, Any]:
+        if text.startswith("/"):
+            length = len(text.split(" ", 1)[0])
+            fields.setdefault("entities", [{"type": "bot_command", "offset": 0,
+                                            "length": length}])
         return await self.push("message", self.user_message(user_id, text=text, **fields))
 
     async def push_photo(self, user_id: int, data: bytes, **fields: Any) -> dict[str, Any]:

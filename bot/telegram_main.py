@@ -1,0 +1,102 @@
+"""The Telegram transport: builds the python-telegram-bot Application and runs it.
+
+The token comes only from ``TELEGRAM_BOT_TOKEN``; the Bot API server root from
+``TELEGRAM_API_URL`` (default Telegram's own), so a self-hosted telegram-bot-api works too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.config import AppConfig, BotConfig, secret
+from bot.service import ConversationService
+from bot.telegram_flow import AlbumCollector, ChatOrderedProcessor
+from bot.telegram_handlers import Handlers
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_ROOT = "https://api.telegram.org"
+
+
+def api_root() -> str:
+    """The Bot API server root, without a trailing slash."""
+    return (secret("TELEGRAM_API_URL") or DEFAULT_API_ROOT).rstrip("/")
+
+
+def build_application(
+    service: ConversationService, config: BotConfig, token: str, root: str = DEFAULT_API_ROOT
+) -> Application:
+    """The Application: ordered-per-chat processing, Telegram's send limits, every handler."""
+    albums = AlbumCollector(config.album_wait_s)
+    processor = ChatOrderedProcessor(
+        config.max_concurrent_updates, config.max_queued_per_chat, albums)
+    application = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        .concurrent_updates(processor)
+        .rate_limiter(AIORateLimiter(overall_max_rate=config.send_rate_per_s, max_retries=2))
+        .connection_pool_size(64)
+        .pool_timeout(30.0)
+        .build()
+    )
+    handlers = Handlers(service, config, albums)
+    processor.on_overflow = handlers.on_overflow
+    register(application, handlers)
+    return application
+
+
+def register(application: Application, handlers: Handlers) -> None:
+    """Attach every handler; the guard (allow-list, rate limit) runs first."""
+    application.add_handler(TypeHandler(Update, handlers.guard), group=-1)
+    commands = {
+        "start": handlers.start, "help": handlers.help, "about": handlers.about,
+        "reset": handlers.reset, "history": handlers.history, "export": handlers.export,
+        "forget": handlers.forget, "search": handlers.search, "more": handlers.more,
+        "similar": handlers.similar,
+    }
+    for name, callback in commands.items():
+        application.add_handler(CommandHandler(name, callback))
+    application.add_handler(CallbackQueryHandler(handlers.forget_answer, pattern=r"^forget:"))
+    # Every document goes to the decoder, which names what it accepts when it refuses one.
+    application.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, handlers.image))
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text))
+    application.add_handler(MessageHandler(filters.ALL, handlers.unsupported))
+    application.add_error_handler(handlers.error)
+
+
+def run_telegram(config: AppConfig) -> int:
+    """Run the bot until interrupted: polling, or a webhook when ``bot.webhook_url`` is set."""
+    from bot.app import build_service
+
+    token = secret("TELEGRAM_BOT_TOKEN")
+    if token is None:
+        logger.error("TELEGRAM_BOT_TOKEN is not set")
+        return 2
+    service = build_service(config)
+    application = build_application(service, config.bot, token, api_root())
+    bot = config.bot
+    if bot.webhook_url:
+        logger.info("webhook mode: %s (listening on %s:%d)", bot.webhook_url,
+                    bot.webhook_listen, bot.webhook_port)
+        application.run_webhook(
+            listen=bot.webhook_listen, port=bot.webhook_port, url_path=bot.webhook_path,
+            webhook_url=f"{bot.webhook_url.rstrip('/')}/{bot.webhook_path}",
+            secret_token=secret("TELEGRAM_WEBHOOK_SECRET"), allowed_updates=Update.ALL_TYPES)
+    else:
+        logger.info("polling %s", api_root())
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0

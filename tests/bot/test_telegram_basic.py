@@ -1,0 +1,29 @@
+"""The real python-telegram-bot Application against the Bot API stand-in: the basics."""
+
+from __future__ import annotations
+
+from tests.bot.bot_api_stub import BotApiStub
+from tests.bot.conftest import BotRunner, jpeg
+
+USER = 11
+
+
+async def test_start_and_help(api: BotApiStub, bot: BotRunner) -> None:
+    await api.push_text(USER, "/start")
+    await api.push_text(USER, "/help")
+    await api.wait_for(lambda: len(api.sent("sendMessage", USER)) >= 2)
+    texts = api.texts(USER)
+    assert texts[0].startswith("Hello!")
+    assert "/search" in texts[1] and "more like this" in texts[1]
+    assert api.sent("getMe")
+
+
+async def test_photo_is_described_with_typing_and_growing_reply(
+    api: BotApiStub, bot: BotRunner
+) -> None:
+    await api.push_photo(USER, jpeg())
+    await api.wait_for(lambda: any(t.startswith("I see 1 image") and "…" not in t
+                                   for t in api.texts(USER)))
+    assert api.sent("sendChatAction", USER)[0].params["action"] == "typing"
+    assert api.sent("getFile")
+    assert api.sent("editMessageText", USER), "the reply grows by edits"
