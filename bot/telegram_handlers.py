@@ -6,7 +6,7 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -24,7 +24,7 @@ from bot.telegram_render import GrowingReply, send_hits, send_text, typing
 logger = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
-Handler = Callable[[Any, Update, Context], Awaitable[None]]
+Handler = Callable[[Any, Update, Context], Coroutine[Any, Any, None]]
 MORE_LIKE_THIS = re.compile(r"^\s*(more|others?|similar)( ones?)?( like (this|these|that))?\W*$",
                             re.IGNORECASE)
 BUSY = "I'm still working on your earlier messages: please wait a moment before sending more."

@@ -66,7 +66,8 @@ class TerminalChat:
         elif confirm and line.lower() == "yes":
             self.write(await self.service.forget(self.user))
         elif command == "/export":
-            self.write(f"capret> saved {self._save('export', await self.service.export(self.user))}")
+            archive = await self.service.export(self.user)
+            self.write(f"capret> saved {self._save('export', archive)}")
         else:
             await self._converse(command, rest)
         return True
