@@ -1,0 +1,106 @@
+"""Every failure a user can cause gets a short reply and loses nothing stored."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from bot.service import ConversationService
+from tests.bot.bot_api_stub import BotApiStub
+from tests.bot.conftest import BotRunner, jpeg, with_bot
+from tests.bot.fake_engine import FakeEngine
+from tests.bot.memory_store import MemoryStore
+
+USER = 61
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_every_bad_input_gets_a_clear_reply(
+    api: BotApiStub, bot: BotRunner, store: MemoryStore
+) -> None:
+    await api.push_text(USER, "hello")
+    await api.wait_for(lambda: len(api.texts(USER)) == 1 and "…" not in api.texts(USER)[0])
+    big_tiff = io.BytesIO()
+    tifffile.imwrite(big_tiff, np.zeros((4000, 2700), dtype=np.uint16))  # ~21.6 MB
+    cases = [
+        (api.push_photo(USER, jpeg()[:700]), "corrupt or truncated"),
+        (api.push_document(USER, png(Image.new("RGB", (300, 300), "red"))[:200], "x.png",
+                           "image/png"), "corrupt or truncated"),
+        (api.push_document(USER, png(Image.new("L", (9000, 9000))), "bomb.png", "image/png"),
+         "too large"),
+        (api.push_document(USER, big_tiff.getvalue(), "big.tif", "image/tiff"), "too large"),
+        (api.push_document(USER, b"%PDF-1.7 ...", "paper.pdf", "application/pdf"),
+         "Unsupported file"),
+        (api.push("message", api.user_message(USER, sticker={
+            "file_id": "s", "file_unique_id": "s", "width": 1, "height": 1,
+            "is_animated": False, "is_video": False, "type": "regular"})), "text and images"),
+        (api.push_text(USER, "   "), "empty"),
+        (api.push_text(USER, "x" * 5000), "too long (5,000 characters"),
+    ]
+    for push, expected in cases:
+        count = len(api.texts(USER))
+        await push
+        await api.wait_for(lambda c=count: len(api.texts(USER)) > c)
+        assert expected in api.texts(USER)[-1], (expected, api.texts(USER)[-1])
+    big = [fid for fid, data in api.files.items() if len(data) > 20 * 1024 * 1024]
+    assert big and not [c for c in api.sent("getFile") if c.params["file_id"] in big]
+    assert len(store.history(1)) == 2, "the stored conversation is intact"
+
+
+async def test_unexpected_error_shows_an_id(
+    api: BotApiStub, bot: BotRunner, engine: FakeEngine, store: MemoryStore
+) -> None:
+    await api.push_text(USER, "hello")
+    await api.wait_for(lambda: len(store.history(1)) == 2)
+    engine.fail_next = RuntimeError("model crashed")
+    await api.push_text(USER, "again")
+    await api.wait_for(lambda: any("error id" in t for t in api.texts(USER)))
+    assert len(store.history(1)) == 2
+
+
+async def test_flood_gets_one_polite_reply(
+    api: BotApiStub, engine: FakeEngine, store: MemoryStore
+) -> None:
+    service = ConversationService(engine, store, with_bot(rate_limit_messages=3))
+    runner = BotRunner(api)
+    await runner.start(service, with_bot(rate_limit_messages=3, max_queued_per_chat=100))
+    try:
+        for index in range(12):
+            await api.push_text(USER, f"message {index}")
+        await api.wait_for(lambda: len(store.history(1)) == 6)
+        await api.wait_for(lambda: sum("faster than" in t for t in api.texts(USER)) == 1)
+    finally:
+        await runner.stop()
+
+
+async def test_queue_bound_per_chat(api: BotApiStub, store: MemoryStore) -> None:
+    service = ConversationService(FakeEngine(delay_s=0.2), store, with_bot())
+    runner = BotRunner(api)
+    await runner.start(service, with_bot(max_queued_per_chat=2))
+    try:
+        for index in range(6):
+            await api.push_text(USER, f"message {index}")
+        await api.wait_for(lambda: any("still working" in t for t in api.texts(USER)))
+        await api.wait_for(lambda: len(store.history(1)) >= 4, timeout=15)
+    finally:
+        await runner.stop()
+
+
+async def test_allow_list(api: BotApiStub, service: ConversationService) -> None:
+    runner = BotRunner(api)
+    await runner.start(service, with_bot(allowed_user_ids=(7,)))
+    try:
+        await api.push_text(USER, "hello")
+        await api.push_text(7, "hello")
+        await api.wait_for(lambda: api.texts(USER) == ["Sorry, this bot is private."]
+                           and any(t.startswith("I see") for t in api.texts(7)))
+    finally:
+        await runner.stop()
