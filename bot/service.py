@@ -8,8 +8,10 @@ calls the engine off the event loop (a bounded number at once), runs gallery sea
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,6 +60,9 @@ class ConversationService:
         self.config = config
         self.description = description
         self._model_slots = asyncio.Semaphore(config.max_concurrent_model_calls)
+        # Own thread pools: model calls must not starve store calls (nor the loop's default pool).
+        self._model_pool = ThreadPoolExecutor(config.max_concurrent_model_calls, "capret-model")
+        self._io_pool = ThreadPoolExecutor(8, "capret-io")
         self._last_query: dict[int, np.ndarray] = {}
 
     # ----- conversation
@@ -170,9 +175,10 @@ class ConversationService:
         return text
 
     async def _decode(self, data: bytes) -> DecodedImage:
-        return await asyncio.to_thread(
+        decode = functools.partial(
             decode_image, data, max_bytes=self.config.max_image_bytes,
             max_pixels=self.config.max_image_pixels, max_side=self.config.stored_image_side)
+        return await self._db(decode)
 
     async def _embeddings(
         self, dialogue: Sequence[Turn], fresh: Sequence[DecodedImage]
@@ -214,10 +220,11 @@ class ConversationService:
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
         async with self._model_slots:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._model_pool, fn, *args)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        """Run a store (or decoding) call in the I/O thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._io_pool, fn, *args)
 
     async def _generate(
         self, dialogue: list[Turn], embeddings: dict[str, np.ndarray],
@@ -238,7 +245,7 @@ class ConversationService:
                 loop.call_soon_threadsafe(pieces.put_nowait, _END)
 
         async with self._model_slots:
-            worker = asyncio.ensure_future(asyncio.to_thread(produce))
+            worker = loop.run_in_executor(self._model_pool, produce)
             try:
                 return await _consume(pieces, progress)
             finally:

@@ -53,7 +53,8 @@ class GrowingReply:
         self.reply_to = reply_to
         self._messages: list[Message] = []
         self._shown: list[str] = []
-        self._last_edit = 0.0
+        # The first piece shows after one interval: a quick reply is one message, no edits.
+        self._last_edit = time.monotonic()
 
     async def update(self, text: str) -> None:
         """New text so far; shown when the edit interval has passed."""

@@ -59,6 +59,8 @@ class BotApiStub:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.root = ""
+        # Called with every recorded call (benchmarks use it instead of polling ``calls``).
+        self.listeners: list[Callable[[Call], None]] = []
 
     # ----- lifecycle
     async def start(self) -> str:
@@ -161,6 +163,8 @@ class BotApiStub:
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
+        for listener in self.listeners:
+            listener(call)
 
     async def _method(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from bot.telegram_render import GrowingReply
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg
 
@@ -26,4 +29,15 @@ async def test_photo_is_described_with_typing_and_growing_reply(
                                    for t in api.texts(USER)))
     assert api.sent("sendChatAction", USER)[0].params["action"] == "typing"
     assert api.sent("getFile")
-    assert api.sent("editMessageText", USER), "the reply grows by edits"
+
+
+async def test_growing_reply_edits_one_message(api: BotApiStub, bot: BotRunner) -> None:
+    assert bot.app is not None
+    growing = GrowingReply(bot.app.bot, USER, interval_s=0.02)
+    for words in range(1, 6):
+        await asyncio.sleep(0.03)
+        await growing.update(" ".join(["word"] * words))
+    await growing.finish("the end")
+    assert len(api.sent("sendMessage", USER)) == 1
+    assert len(api.sent("editMessageText", USER)) >= 4
+    assert api.texts(USER) == ["the end"]
