@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "bot.commands.run",
     "bot.commands.models",
     "bot.commands.doctor",
+    "bot.commands.caption",
     "bot.commands.chat",
 )
 

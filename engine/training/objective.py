@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 from engine.bridge import Bridge
 from engine.language import LanguageModel
@@ -67,17 +68,48 @@ class Objective:
     def __call__(self, examples: Sequence[Example], rng: random.Random) -> Losses:
         feats = torch.stack([e.features for e in examples]).float()  # (B, D_img)
         feats = feats.to(self.bridge.logit_scale.device)
-        prefixes = self.bridge.prefix(feats)  # (B, k, D)
-        cap = self._batch([self._caption_sequence(e) for e in examples], prefixes)
-        ret = self._batch([self._retrieval_sequence(e, rng) for e in examples], None)
-        cap_hidden = self._hidden(cap)
-        ret_hidden = self._hidden(ret)
-        lc = self._token_loss([cap_hidden, ret_hidden], [cap.targets, ret.targets])
-        last = ret.mask.sum(1) - 1  # position of the [RET] input in each row
-        queries = self.bridge.query_vectors(ret_hidden[torch.arange(len(examples)), last].float())
+        captions = [self._caption_sequence(e) for e in examples]
+        requests = [self._retrieval_sequence(e, rng) for e in examples]
+        shared = _shared_prefix([layout for layout, _ in captions + requests])
+        cap_hidden, cap_targets = self._caption_pass(captions, self.bridge.prefix(feats), shared)
+        ret_last, ret_hidden = self._retrieval_pass(requests, shared)
+        ret_targets = torch.full((len(examples),), self.lm.ret_id, device=feats.device)
+        lc = self._token_loss(torch.cat([cap_hidden, ret_last]), torch.cat([cap_targets,
+                                                                             ret_targets]))
+        queries = self.bridge.query_vectors(ret_hidden.float())
         lr = contrastive_loss(queries, self.bridge.image_vectors(feats), self.bridge.logit_scale)
         total = self.lambda_caption * lc + self.lambda_retrieval * lr
         return Losses(total, lc.detach(), lr.detach())
+
+    def _caption_pass(self, sequences: list[tuple[PromptLayout, list[int]]],
+                      prefixes: torch.Tensor, shared: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced captions; hidden states (N, D) where answer tokens are predicted."""
+        batch = self._batch([(layout.extended(answer), answer) for layout, answer in sequences],
+                            shared, prefixes)
+        hidden = self._forward(batch, shared, self._prefix_cache(sequences[0][0], shared, batch))
+        keep = batch.targets != IGNORE
+        return hidden[keep], batch.targets[keep]
+
+    def _retrieval_pass(self, sequences: list[tuple[PromptLayout, list[int]]], shared: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Requests then [RET]: hidden before [RET] (B, D), hidden at [RET] (B, D).
+
+        Only [RET] depends on trained weights, so the request runs without gradients and only
+        the [RET] position is forwarded with them, on the request's KV cache.
+        """
+        batch = self._batch([(layout, []) for layout, _ in sequences], shared, None)
+        cache = self._prefix_cache(sequences[0][0], shared, batch)
+        lengths = batch.mask.sum(1)  # (B,)
+        rows = torch.arange(len(sequences), device=lengths.device)
+        with torch.no_grad():
+            before = self._forward(batch, shared, cache)[rows, lengths - 1]
+        ret = self.bridge.ret_embedding.expand(len(sequences), 1, -1)  # (B, 1, D)
+        n = len(sequences)
+        mask = torch.cat([batch.mask.new_ones(n, shared), batch.mask, batch.mask.new_ones(n, 1)],
+                         dim=1)
+        at_ret, _ = self.lm.hidden(ret.to(before.dtype), attention_mask=mask, past=cache,
+                                   positions=(shared + lengths).unsqueeze(1))
+        return before, at_ret[:, 0]
 
     def _caption_sequence(self, example: Example) -> tuple[PromptLayout, list[int]]:
         prompt = SCENE_PROMPT if example.scene_question else CAPTION_PROMPT
@@ -98,37 +130,63 @@ class Objective:
         return layout_dialogue(self.lm.tokenizer, [turn], self.bridge.spec.prefix_tokens,
                                self.system_prompt, add_generation_prompt=True)
 
-    def _batch(self, sequences: list[tuple[PromptLayout, list[int]]],
+    def _batch(self, sequences: list[tuple[PromptLayout, list[int]]], shared: int,
                prefixes: torch.Tensor | None) -> Batch:
-        """Teacher forcing: inputs = prompt + answer; targets predict each answer token."""
+        """Right-padded embeddings of each (layout, answer at its end) after ``shared`` tokens.
+
+        Targets: position p holds the token to predict from p (answer tokens only).
+        """
         device = self.bridge.logit_scale.device
         rows, targets = [], []
         for i, (layout, answer) in enumerate(sequences):
-            full = layout.extended(answer)
-            ids = torch.tensor(full.ids, device=device)
+            ids = torch.tensor(layout.ids, device=device)
             embeds = self.lm.embed_ids(ids, self.bridge.ret_embedding)
             if prefixes is not None:
-                embeds = assemble_embeddings(full, embeds, {"image": prefixes[i]})
-            rows.append(embeds)
-            target = [IGNORE] * (len(layout) - 1) + answer + [IGNORE]
-            targets.append(torch.tensor(target, device=device))
+                embeds = assemble_embeddings(layout, embeds, {"image": prefixes[i]})
+            rows.append(embeds[shared:])
+            target = [IGNORE] * (len(layout) - len(answer) - 1) + answer + [IGNORE]
+            targets.append(torch.tensor(target[shared:], device=device))
         width = max(len(r) for r in rows)
         mask = torch.stack([_pad(torch.ones(len(r), device=device), width) for r in rows])
         embeds = torch.stack([_pad(r, width) for r in rows])
         return Batch(embeds, mask.long(), torch.stack([_pad(t, width, IGNORE) for t in targets]))
 
-    def _hidden(self, batch: Batch) -> torch.Tensor:
-        hidden, _ = self.lm.hidden(batch.embeds, attention_mask=batch.mask)
-        return hidden  # (B, T, D)
+    @torch.no_grad()
+    def _prefix_cache(self, layout: PromptLayout, shared: int, batch: Batch) -> DynamicCache:
+        """KV cache of the prefix every sequence shares (system prompt, turn opening)."""
+        cache = DynamicCache(config=self.lm.model.config)
+        ids = torch.tensor(layout.ids[:shared], device=batch.embeds.device)
+        embeds = self.lm.embed_ids(ids, self.bridge.ret_embedding).unsqueeze(0)
+        self.lm.hidden(embeds.to(batch.embeds.dtype), past=cache)
+        cache.batch_repeat_interleave(batch.embeds.shape[0])
+        return cache
 
-    def _token_loss(self, hiddens: list[torch.Tensor], targets: list[torch.Tensor]
-                    ) -> torch.Tensor:
-        """Cross-entropy over answer tokens only: logits are computed just where needed."""
-        picked = [(h[t != IGNORE], t[t != IGNORE]) for h, t in zip(hiddens, targets, strict=True)]
-        hidden = torch.cat([h for h, _ in picked])  # (N, D)
-        labels = torch.cat([t for _, t in picked])  # (N,)
+    def _forward(self, batch: Batch, shared: int, cache: DynamicCache) -> torch.Tensor:
+        """Hidden states (B, T, D) of the batch, continuing the shared prefix's cache."""
+        width = batch.embeds.shape[1]
+        mask = torch.cat([batch.mask.new_ones(batch.mask.shape[0], shared), batch.mask], dim=1)
+        positions = torch.arange(shared, shared + width, device=mask.device).unsqueeze(0)
+        hidden, _ = self.lm.hidden(batch.embeds, attention_mask=mask, past=cache,
+                                   positions=positions.expand(mask.shape[0], -1))
+        return hidden
+
+    def _token_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of (N, D) hidden states against (N,) next tokens; logits only there."""
         logits = self.lm.logits(hidden, self.bridge.ret_output_row).float()
         return F.cross_entropy(logits, labels)
+
+
+def _shared_prefix(layouts: Sequence[PromptLayout]) -> int:
+    """Length of the token prefix all layouts share, stopping before any image slot."""
+    first = layouts[0]
+    limit = min(len(layout) for layout in layouts) - 1
+    for layout in layouts:
+        if layout.image_slots:
+            limit = min(limit, layout.image_slots[0][0])
+    shared = 0
+    while shared < limit and all(layout.ids[shared] == first.ids[shared] for layout in layouts):
+        shared += 1
+    return shared
 
 
 def contrastive_loss(queries: torch.Tensor, images: torch.Tensor, logit_scale: torch.Tensor

@@ -62,3 +62,19 @@ def test_losses_are_finite_and_fall_on_a_tiny_batch() -> None:
         history.append(float(losses.total.detach()))
     assert all(torch.isfinite(torch.tensor(history)))
     assert history[-1] < history[0]
+
+
+def test_cached_training_passes_match_full_forward_passes() -> None:
+    """The shared-prefix KV cache and padding change nothing: hidden states match row by row."""
+    engine = tiny_engine()
+    objective = Objective(engine.lm, engine.bridge, "sys", max_caption_tokens=16)
+    examples = _examples(engine.encoder.dim)[:2]  # captions of different lengths
+    requests = [objective._retrieval_sequence(e, random.Random(i)) for i, e in enumerate(examples)]
+    shared = 5
+    with torch.no_grad():
+        _, at_ret = objective._retrieval_pass(requests, shared)
+        for row, (layout, ret) in enumerate(requests):
+            full = layout.extended(ret)
+            embeds = engine.lm.embed_ids(torch.tensor(full.ids), engine.bridge.ret_embedding)
+            expected = engine.backend.last_hidden(embeds)
+            torch.testing.assert_close(at_ret[row], expected, atol=1e-4, rtol=1e-4)

@@ -1,0 +1,67 @@
+"""``create_engine``: the one public way to build RS-CapRet from a config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from engine.backends.base import Backend
+from engine.backends.hf import HfBackend
+from engine.bridge import WEIGHTS_FILE, Bridge, BridgeSpec, load_bridge
+from engine.config import BridgeConfig, EngineConfig
+from engine.language import LanguageModel, load_language
+from engine.model import ImageEncoder, RSCapRet
+from engine.vision import build_image_encoder
+
+logger = logging.getLogger(__name__)
+
+
+def create_engine(config: EngineConfig) -> RSCapRet:
+    """Build encoder, LM, bridge and backend as configured (no hub access for the default)."""
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    encoder = build_image_encoder(config.vision, device)
+    lm = load_language(config.language, device)
+    bridge, bridge_id = build_bridge(config.bridge, bridge_spec(config.bridge, encoder, lm))
+    bridge.to(device)
+    return RSCapRet(config, encoder, lm, bridge, build_backend(config, lm, bridge), bridge_id)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the config asks for device: cuda, but no CUDA device is available")
+    return torch.device(name)
+
+
+def bridge_spec(config: BridgeConfig, encoder: ImageEncoder, lm: LanguageModel) -> BridgeSpec:
+    """The bridge shape this encoder and LM need."""
+    return BridgeSpec(
+        image_dim=encoder.dim, lm_dim=lm.hidden_size, prefix_tokens=config.prefix_tokens,
+        shared_dim=config.shared_dim, tied_head=lm.tied, encoder_id=encoder.encoder_id,
+        lm_id=lm.name,
+    )
+
+
+def build_bridge(config: BridgeConfig, spec: BridgeSpec) -> tuple[Bridge, str]:
+    """Trained weights when configured, else a seeded random (untrained) bridge; and its id."""
+    if config.weights is None:
+        logger.warning("no bridge weights configured: using an untrained bridge")
+        torch.manual_seed(0)
+        digest = hashlib.sha256(json.dumps(spec.__dict__, sort_keys=True).encode()).hexdigest()
+        return Bridge(spec, config.logit_scale_init), f"untrained-{digest[:12]}"
+    bridge = load_bridge(config.weights, spec)
+    digest = hashlib.sha256((Path(config.weights) / WEIGHTS_FILE).read_bytes()).hexdigest()
+    return bridge, f"bridge-{digest[:16]}"
+
+
+def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Backend:
+    if config.backend == "hf":
+        return HfBackend(lm, bridge)
+    raise ValueError(f"backend {config.backend!r} is not available yet (known: 'hf')")
