@@ -18,6 +18,8 @@ class GalleryConfig:
     # HNSW: neighbours per node and search breadth.
     hnsw_m: int = 32
     hnsw_ef_search: int = 64
+    # Name of the gallery (its index file is <data_dir>/gallery/<name>.faiss).
+    name: str = "default"
     # A folder of images (with captions.json) indexed on first start; None = none.
     seed_folder: str | None = None
 
@@ -31,4 +33,10 @@ class StoreConfig:
     # Context window given to the model: at most this many past turns and images.
     context_turns: int = 12
     context_images: int = 4
+    # SQLite file name inside data_dir (used when no database URL is given).
+    database_file: str = "capret.sqlite3"
+    # How long a writer waits for a locked database before failing, in seconds.
+    busy_timeout_s: float = 30.0
+    # Apply pending schema migrations on start (else refuse to run on an old schema).
+    auto_upgrade: bool = True
     gallery: GalleryConfig = field(default_factory=GalleryConfig)

@@ -1,0 +1,95 @@
+"""Engines and sessions: one transaction per unit of work; SQLite tuned for many writers."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+logger = logging.getLogger(__name__)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The SQLAlchemy URL of an SQLite file."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+class Database:
+    """Session factories for one database URL; nothing connects until first use.
+
+    SQLite gets WAL, foreign keys and a busy timeout, and its write transactions start with
+    ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of
+    failing with "database is locked" when a read transaction tries to upgrade.
+    """
+
+    def __init__(self, url: str, busy_timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.busy_timeout_s = busy_timeout_s
+        self.engine = self._make_engine(immediate=True)
+        self._read_engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
+        self._writer = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+
+    def _make_engine(self, immediate: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+        engine = create_engine(
+            self.url, pool_size=8, max_overflow=64, pool_timeout=self.busy_timeout_s,
+            connect_args={"timeout": self.busy_timeout_s, "check_same_thread": False},
+        )
+        _tune_sqlite(engine, int(self.busy_timeout_s * 1000), immediate)
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one write transaction: committed on exit, rolled back on error."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (one consistent snapshot), rolled back on exit."""
+        with self._reader() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()
+
+
+def _tune_sqlite(engine: Engine, busy_ms: int, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        _retry_locked(lambda: dbapi_conn.execute("PRAGMA journal_mode=WAL"), busy_ms)
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        dbapi_conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        dbapi_conn.execute("PRAGMA synchronous=FULL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _retry_locked(call: Any, busy_ms: int) -> None:
+    """Switching to WAL needs a moment without other writers; retry within the timeout."""
+    deadline = time.monotonic() + busy_ms / 1000
+    while True:
+        try:
+            call()
+            return
+        except (sqlite3.OperationalError, OperationalError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -1,0 +1,306 @@
+"""The conversation repository: users, conversations, atomic turns, context windows.
+
+Every public method is one transaction. Image bytes that arrive with a turn are written
+content-addressed before the transaction and removed again if it fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from store.blobs import BlobStore
+from store.config import StoreConfig
+from store.db import Database
+from store.errors import MissingImageError, UnknownUserError
+from store.models import Conversation, Image, ImageSource, Message, MessagePart, User, utcnow
+from store.repo_extras import CacheMixin, UserDataMixin
+from store.sql import existing_images, insert_ignore
+from store.types import (
+    Context,
+    ConversationInfo,
+    ImageInfo,
+    NewImage,
+    PartInput,
+    Role,
+    StoredPart,
+    StoredTurn,
+    UserInfo,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Repository(CacheMixin, UserDataMixin):
+    """Conversations and their images; one transaction per call."""
+
+    def __init__(self, db: Database, blobs: BlobStore, config: StoreConfig) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.config = config
+
+    # ----- users -------------------------------------------------------------------------
+    def get_or_create_user(self, platform: str, platform_id: str | int) -> UserInfo:
+        """The user with this chat platform id, created on first sight."""
+        pid = str(platform_id)
+        where = (User.platform == platform, User.platform_id == pid)
+        with self.db.read() as s:
+            user = s.scalars(select(User).where(*where)).first()
+            if user is not None:
+                return _user_info(user)
+        with self.db.write() as s:
+            insert_ignore(s, User.__table__, [{
+                "platform": platform, "platform_id": pid, "settings": {},
+                "consent_store_images": True, "consent_training": False, "created_at": utcnow(),
+            }])
+            return _user_info(s.scalars(select(User).where(*where)).one())
+
+    def get_user(self, user_id: int) -> UserInfo:
+        """The user; UnknownUserError when absent."""
+        with self.db.read() as s:
+            return _user_info(_user(s, user_id))
+
+    def update_user(
+        self, user_id: int, settings: dict[str, Any] | None = None,
+        consent_store_images: bool | None = None, consent_training: bool | None = None,
+    ) -> UserInfo:
+        """Merge ``settings`` into the user's and set the given consent flags."""
+        with self.db.write() as s:
+            user = _user(s, user_id, lock=True)
+            if settings:
+                user.settings = {**(user.settings or {}), **settings}
+            if consent_store_images is not None:
+                user.consent_store_images = consent_store_images
+            if consent_training is not None:
+                user.consent_training = consent_training
+            s.flush()
+            return _user_info(user)
+
+    # ----- images ------------------------------------------------------------------------
+    def add_image(self, image: NewImage, user_id: int | None = None) -> ImageInfo:
+        """Store an image's bytes and rows (owner ``user_id``; None = the system)."""
+        try:
+            with self.blobs.writing():
+                self.blobs.put(image.data)
+                with self.db.write() as s:
+                    self._ensure_image(s, image, user_id)
+        except BaseException:
+            self._discard_files([image.sha256])
+            raise
+        return _image_info_of(image)
+
+    def image_info(self, sha256: str) -> ImageInfo | None:
+        """Facts of a stored image, or None."""
+        with self.db.read() as s:
+            row = s.get(Image, sha256)
+            return None if row is None else ImageInfo(
+                row.sha256, row.size_bytes, row.format, row.width, row.height)
+
+    # ----- turns -------------------------------------------------------------------------
+    def append_turn(self, user_id: int, role: Role, parts: Sequence[PartInput]) -> StoredTurn:
+        """Append one whole turn to the user's active conversation, atomically.
+
+        ``parts`` are text (``str`` or a text StoredPart), existing images (an image
+        StoredPart) or new image bytes (NewImage). Either the message and all its parts (and
+        new images) are committed, or nothing is: no row, no file.
+        """
+        if role not in ("user", "assistant"):
+            raise ValueError(f"role must be 'user' or 'assistant', not {role!r}")
+        if not parts:
+            raise ValueError("a turn needs at least one part")
+        new = [p for p in parts if isinstance(p, NewImage)]
+        try:
+            with self.blobs.writing():
+                for image in new:
+                    self.blobs.put(image.data)
+                with self.db.write() as s:
+                    return self._append(s, user_id, role, parts)
+        except BaseException:
+            self._discard_files([image.sha256 for image in new])
+            raise
+
+    def load_context(
+        self, user_id: int, max_turns: int | None = None, max_images: int | None = None
+    ) -> Context:
+        """The newest turns of the active conversation within a budget of turns and images.
+
+        The window holds whole turns, oldest first. The newest turn is always included;
+        older turns are added while both budgets hold (defaults: the StoreConfig's).
+        """
+        max_turns = self.config.context_turns if max_turns is None else max_turns
+        max_images = self.config.context_images if max_images is None else max_images
+        with self.db.read() as s:
+            _user(s, user_id)
+            conv = _active(s, user_id)
+            if conv is None:
+                return Context(None, ())
+            rows = s.scalars(
+                select(Message).where(Message.conversation_id == conv.id)
+                .order_by(Message.position.desc()).limit(max(max_turns, 1) + 1)
+                .options(selectinload(Message.parts))
+            ).all()
+        return _window(rows, max_turns, max_images)
+
+    def history(self, user_id: int, conversation_id: int | None = None) -> list[StoredTurn]:
+        """Every turn of one of the user's conversations (default: the active one)."""
+        with self.db.read() as s:
+            conv = _conversation(s, user_id, conversation_id)
+            if conv is None:
+                return []
+            rows = s.scalars(
+                select(Message).where(Message.conversation_id == conv.id)
+                .order_by(Message.position).options(selectinload(Message.parts))
+            ).all()
+            return [_turn(m) for m in rows]
+
+    def list_conversations(self, user_id: int) -> list[ConversationInfo]:
+        """The user's conversations, newest first, with their number of turns."""
+        with self.db.read() as s:
+            _user(s, user_id)
+            counts = (select(Message.conversation_id, func.count().label("n"))
+                      .group_by(Message.conversation_id).subquery())
+            rows = s.execute(
+                select(Conversation, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+                .where(Conversation.user_id == user_id)
+                .order_by(Conversation.started_at.desc(), Conversation.id.desc())
+            ).all()
+            return [ConversationInfo(c.id, c.started_at, c.closed_at, int(n)) for c, n in rows]
+
+    def active_conversation(self, user_id: int) -> int:
+        """The id of the user's active conversation (created when there is none)."""
+        with self.db.write() as s:
+            return _active_or_new(s, _user(s, user_id, lock=True)).id
+
+    def reset(self, user_id: int) -> int:
+        """Close the active conversation (kept) and start a new one; returns the new id."""
+        with self.db.write() as s:
+            _user(s, user_id, lock=True)
+            s.execute(update(Conversation)
+                      .where(Conversation.user_id == user_id, Conversation.closed_at.is_(None))
+                      .values(closed_at=utcnow()))
+            conv = Conversation(user_id=user_id, started_at=utcnow())
+            s.add(conv)
+            s.flush()
+            return conv.id
+
+    # ----- internals ---------------------------------------------------------------------
+    def _append(self, s: Session, user_id: int, role: Role,
+                parts: Sequence[PartInput]) -> StoredTurn:
+        conv = _active_or_new(s, _user(s, user_id, lock=True))
+        last = s.scalar(select(func.max(Message.position))
+                        .where(Message.conversation_id == conv.id))
+        message = Message(conversation_id=conv.id, position=(last if last is not None else -1) + 1,
+                          role=role, created_at=utcnow())
+        s.add(message)
+        s.flush()
+        for position, part in enumerate(parts):
+            self._insert_part(s, message.id, position, part, user_id)
+        s.flush()
+        s.refresh(message, ["parts"])
+        return _turn(message)
+
+    def _insert_part(self, s: Session, message_id: int, position: int, part: PartInput,
+                     user_id: int) -> None:
+        if isinstance(part, str):
+            part = StoredPart.of_text(part)
+        if isinstance(part, NewImage):
+            self._ensure_image(s, part, user_id)
+            part = StoredPart.of_image(part.sha256)
+        if part.kind == "image":
+            if part.sha256 is None or not existing_images(s, [part.sha256]):
+                raise MissingImageError(f"no stored image {part.sha256!r}")
+            s.add(MessagePart(message_id=message_id, position=position, kind="image",
+                              image_sha256=part.sha256))
+        elif part.kind == "text" and part.text is not None:
+            s.add(MessagePart(message_id=message_id, position=position, kind="text",
+                              text=part.text))
+        else:
+            raise ValueError(f"malformed part: {part!r}")
+
+    def _ensure_image(self, s: Session, image: NewImage, user_id: int | None) -> None:
+        insert_ignore(s, Image.__table__, [{
+            "sha256": image.sha256, "size_bytes": len(image.data), "format": image.format,
+            "width": image.width, "height": image.height, "created_at": utcnow()}])
+        same = s.scalars(select(ImageSource.id).where(
+            ImageSource.image_sha256 == image.sha256, ImageSource.source == image.source,
+            ImageSource.user_id.is_(None) if user_id is None else ImageSource.user_id == user_id,
+        )).first()
+        if same is None:
+            s.add(ImageSource(image_sha256=image.sha256, user_id=user_id, source=image.source))
+
+    def _discard_files(self, shas: Sequence[str]) -> None:
+        """After a failed write: delete the files no committed row references."""
+        if not shas:
+            return
+        with self.blobs.deleting():
+            self.blobs.delete_unreferenced(shas, self._images_with_rows)
+
+    def _images_with_rows(self, shas: list[str]) -> set[str]:
+        with self.db.read() as s:
+            return existing_images(s, shas)
+
+
+def _user(s: Session, user_id: int, lock: bool = False) -> User:
+    user = s.get(User, user_id, with_for_update=lock or None)
+    if user is None:
+        raise UnknownUserError(f"no user with id {user_id}")
+    return user
+
+
+def _active(s: Session, user_id: int) -> Conversation | None:
+    return s.scalars(select(Conversation).where(
+        Conversation.user_id == user_id, Conversation.closed_at.is_(None))).first()
+
+
+def _active_or_new(s: Session, user: User) -> Conversation:
+    conv = _active(s, user.id)
+    if conv is None:
+        conv = Conversation(user_id=user.id, started_at=utcnow())
+        s.add(conv)
+        s.flush()
+    return conv
+
+
+def _conversation(s: Session, user_id: int, conversation_id: int | None) -> Conversation | None:
+    _user(s, user_id)
+    if conversation_id is None:
+        return _active(s, user_id)
+    conv = s.get(Conversation, conversation_id)
+    if conv is None or conv.user_id != user_id:
+        raise KeyError(f"user {user_id} has no conversation {conversation_id}")
+    return conv
+
+
+def _window(newest_first: Sequence[Message], max_turns: int, max_images: int) -> Context:
+    chosen: list[StoredTurn] = []
+    images = 0
+    for message in newest_first:
+        turn = _turn(message)
+        n = len(turn.image_shas)
+        if chosen and (len(chosen) >= max_turns or images + n > max_images):
+            break
+        chosen.append(turn)
+        images += n
+    conv_id = newest_first[0].conversation_id if newest_first else None
+    return Context(conv_id, tuple(reversed(chosen)), truncated=len(chosen) < len(newest_first))
+
+
+def _turn(m: Message) -> StoredTurn:
+    parts = tuple(StoredPart("text", text=p.text) if p.kind == "text"
+                  else StoredPart("image", sha256=p.image_sha256) for p in m.parts)
+    return StoredTurn(m.role, parts, m.id, m.conversation_id, m.position,  # type: ignore[arg-type]
+                      m.created_at)
+
+
+def _user_info(u: User) -> UserInfo:
+    return UserInfo(u.id, u.platform, u.platform_id, dict(u.settings or {}),
+                    u.consent_store_images, u.consent_training, u.created_at)
+
+
+def _image_info_of(image: NewImage) -> ImageInfo:
+    return ImageInfo(image.sha256, len(image.data), image.format, image.width, image.height)
