@@ -17,7 +17,16 @@ from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database
 from store.errors import MissingImageError, UnknownUserError
-from store.models import Conversation, Image, ImageSource, Message, MessagePart, User, utcnow
+from store.models import (
+    Conversation,
+    Image,
+    ImageSource,
+    Message,
+    MessagePart,
+    User,
+    as_utc,
+    utcnow,
+)
 from store.repo_extras import CacheMixin, UserDataMixin
 from store.sql import existing_images, insert_ignore
 from store.types import (
@@ -129,7 +138,8 @@ class Repository(CacheMixin, UserDataMixin):
         """The newest turns of the active conversation within a budget of turns and images.
 
         The window holds whole turns, oldest first. The newest turn is always included;
-        older turns are added while both budgets hold (defaults: the StoreConfig's).
+        older turns are added while both budgets hold (defaults: the StoreConfig's); a cut
+        window starts at a user turn.
         """
         max_turns = self.config.context_turns if max_turns is None else max_turns
         max_images = self.config.context_images if max_images is None else max_images
@@ -169,7 +179,9 @@ class Repository(CacheMixin, UserDataMixin):
                 .where(Conversation.user_id == user_id)
                 .order_by(Conversation.started_at.desc(), Conversation.id.desc())
             ).all()
-            return [ConversationInfo(c.id, c.started_at, c.closed_at, int(n)) for c, n in rows]
+            return [ConversationInfo(c.id, as_utc(c.started_at),
+                                     c.closed_at and as_utc(c.closed_at), int(n))
+                    for c, n in rows]
 
     def active_conversation(self, user_id: int) -> int:
         """The id of the user's active conversation (created when there is none)."""
@@ -286,20 +298,23 @@ def _window(newest_first: Sequence[Message], max_turns: int, max_images: int) ->
             break
         chosen.append(turn)
         images += n
+    cut = len(chosen) < len(newest_first)
+    while cut and len(chosen) > 1 and chosen[-1].role == "assistant":
+        chosen.pop()  # start the window at a user turn, not mid-exchange
     conv_id = newest_first[0].conversation_id if newest_first else None
-    return Context(conv_id, tuple(reversed(chosen)), truncated=len(chosen) < len(newest_first))
+    return Context(conv_id, tuple(reversed(chosen)), truncated=cut)
 
 
 def _turn(m: Message) -> StoredTurn:
     parts = tuple(StoredPart("text", text=p.text) if p.kind == "text"
                   else StoredPart("image", sha256=p.image_sha256) for p in m.parts)
     return StoredTurn(m.role, parts, m.id, m.conversation_id, m.position,  # type: ignore[arg-type]
-                      m.created_at)
+                      as_utc(m.created_at))
 
 
 def _user_info(u: User) -> UserInfo:
     return UserInfo(u.id, u.platform, u.platform_id, dict(u.settings or {}),
-                    u.consent_store_images, u.consent_training, u.created_at)
+                    u.consent_store_images, u.consent_training, as_utc(u.created_at))
 
 
 def _image_info_of(image: NewImage) -> ImageInfo:
