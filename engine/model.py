@@ -19,9 +19,9 @@ from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.generate import DecodeSettings, Finished
 from engine.language import LanguageModel
-from engine.prompt import PromptLayout, assemble_embeddings, layout_dialogue
+from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT
-from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
+from engine.types import GenerationOptions, GenerationResult, Turn
 
 
 class ImageEncoder(Protocol):
@@ -96,7 +96,7 @@ class RSCapRet:
     def caption(self, image: Image.Image, options: GenerationOptions | None = None) -> str:
         """One image in, one description out."""
         embedding = self.embed_images([image])[0]
-        turn = Turn("user", (ImagePart("image"), TextPart(CAPTION_PROMPT)))
+        turn = image_turn(CAPTION_PROMPT, "image")
         opts = dataclasses.replace(options or GenerationOptions(), allow_retrieval=False)
         return self.generate([turn], {"image": embedding}, opts).text
 

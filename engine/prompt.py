@@ -57,6 +57,15 @@ def layout_dialogue(tokenizer: PreTrainedTokenizerBase, turns: Sequence[Turn], p
     return PromptLayout(tuple(ids), tuple(slots), prefix_tokens)
 
 
+def image_turn(prompt: str, sha256: str) -> Turn:
+    """A user turn asking ``prompt`` about one image: the text first, then the image.
+
+    Text first lets the request share the KV-cached prefix in training; the bot and the eval
+    use this same layout, so the model sees at inference what it saw when trained.
+    """
+    return Turn("user", (TextPart(prompt), ImagePart(sha256)))
+
+
 def render_text(tokenizer: PreTrainedTokenizerBase, turns: Sequence[Turn],
                 system_prompt: str | None, add_generation_prompt: bool) -> str:
     """The templated dialogue as text, with IMAGE_PLACEHOLDER where images go."""

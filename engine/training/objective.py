@@ -19,9 +19,9 @@ from transformers import DynamicCache
 
 from engine.bridge import Bridge
 from engine.language import LanguageModel
-from engine.prompt import PromptLayout, assemble_embeddings, layout_dialogue
+from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, scene_answer
-from engine.types import ImagePart, TextPart, Turn
+from engine.types import TextPart, Turn
 
 IGNORE = -100
 
@@ -70,9 +70,10 @@ class Objective:
         feats = feats.to(self.bridge.logit_scale.device)
         captions = [self._caption_sequence(e) for e in examples]
         requests = [self._retrieval_sequence(e, rng) for e in examples]
-        shared = _shared_prefix([layout for layout, _ in captions + requests])
-        cap_hidden, cap_targets = self._caption_pass(captions, self.bridge.prefix(feats), shared)
-        ret_last, ret_hidden = self._retrieval_pass(requests, shared)
+        cap_hidden, cap_targets = self._caption_pass(captions, self.bridge.prefix(feats),
+                                                     _shared_prefix([c for c, _ in captions]))
+        ret_last, ret_hidden = self._retrieval_pass(requests,
+                                                    _shared_prefix([r for r, _ in requests]))
         ret_targets = torch.full((len(examples),), self.lm.ret_id, device=feats.device)
         lc = self._token_loss(torch.cat([cap_hidden, ret_last]), torch.cat([cap_targets,
                                                                              ret_targets]))
@@ -114,8 +115,7 @@ class Objective:
     def _caption_sequence(self, example: Example) -> tuple[PromptLayout, list[int]]:
         prompt = SCENE_PROMPT if example.scene_question else CAPTION_PROMPT
         answer = scene_answer(example.label or "") if example.scene_question else example.caption
-        turn = Turn("user", (ImagePart("image"), TextPart(prompt)))
-        layout = self._layout(turn)
+        layout = self._layout(image_turn(prompt, "image"))
         target = self.lm.tokenizer(answer, add_special_tokens=False).input_ids
         eos = min(self.lm.eos_ids)
         return layout, list(target[: self.max_caption_tokens]) + [eos]

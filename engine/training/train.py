@@ -1,0 +1,165 @@
+"""`capret train`: fit the bridge on frozen image features and a frozen LM.
+
+Reproducible from the seed; checkpoints every ``checkpoint_every`` steps and resumes from the
+newest; writes the bridge (safetensors + JSON with the training config), a loss history and a
+PNG of the loss curves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from engine.bridge import Bridge
+from engine.config import EngineConfig
+from engine.language import LanguageModel
+from engine.training.config import TrainConfig
+from engine.training.objective import Example, Objective
+from engine.training.schedule import warmup_cosine
+from engine.typed_config import to_mapping
+
+logger = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """One training image: its cached features, its captions and scene label."""
+
+    features: torch.Tensor  # (D_img,)
+    captions: tuple[str, ...]
+    label: str | None
+
+
+def epoch_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
+                   ) -> list[Example]:
+    """This epoch's examples, shuffled by (seed, epoch): captions plus some scene questions."""
+    rng = random.Random(config.seed * 1000 + epoch)
+    examples = []
+    for item in items:
+        captions = item.captions if config.captions_per_image == "all" else (
+            rng.choice(item.captions),)
+        examples.extend(Example(item.features, c, item.label) for c in captions)
+        if item.label and rng.random() < config.scene_question_ratio:
+            examples.append(Example(item.features, item.captions[0], item.label, True))
+    rng.shuffle(examples)
+    return examples
+
+
+def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
+                 engine_config: EngineConfig, config: TrainConfig, out_dir: Path,
+                 max_steps: int | None = None) -> dict[str, list[float]]:
+    """Train ``bridge`` in place; returns the loss history. Resumes from ``out_dir``.
+
+    ``max_steps`` stops early (tiny runs, tests) without changing the learning-rate schedule.
+    """
+    torch.manual_seed(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objective = Objective(lm, bridge, engine_config.language.system_prompt,
+                          config.max_caption_tokens, config.lambda_caption,
+                          config.lambda_retrieval)
+    optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    per_epoch = -(-len(epoch_examples(items, config, 0)) // config.batch_size)
+    total = per_epoch * config.epochs
+    stop = min(total, max_steps or total)  # max_steps ends early without changing the schedule
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, total)
+    history: dict[str, list[float]] = {"step": [], "caption": [], "retrieval": []}
+    step = _resume(out_dir, bridge, optimizer, scheduler, history)
+    bridge.train()
+    lm.train()
+    progress = tqdm(total=stop, initial=step, desc="train bridge", unit="step")
+    epoch, examples = -1, []
+    while step < stop:
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            examples = epoch_examples(items, config, epoch)
+        index = step % per_epoch
+        batch = examples[index * config.batch_size:(index + 1) * config.batch_size]
+        started = time.perf_counter()
+        losses = objective(batch, random.Random(config.seed + step))
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        _record(history, step, losses.caption, losses.retrieval)
+        speed = len(batch) / (time.perf_counter() - started)
+        progress.set_postfix(caption=f"{float(losses.caption):.3f}",
+                             retrieval=f"{float(losses.retrieval):.3f}", ex_s=f"{speed:.1f}")
+        progress.update()
+        if step % config.checkpoint_every == 0 or step == stop:
+            _checkpoint(out_dir, step, bridge, optimizer, scheduler, history)
+    progress.close()
+    bridge.eval()
+    bridge.save(out_dir / "bridge", extra={"train": to_mapping(config), "steps": step})
+    write_history(out_dir, history)
+    return history
+
+
+def _record(history: dict[str, list[float]], step: int, caption: torch.Tensor,
+            retrieval: torch.Tensor) -> None:
+    history["step"].append(float(step))
+    history["caption"].append(float(caption))
+    history["retrieval"].append(float(retrieval))
+
+
+def _checkpoint(out_dir: Path, step: int, bridge: Bridge, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler,
+                history: dict[str, list[float]]) -> None:
+    state = {"step": step, "bridge": bridge.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "history": history}
+    tmp = out_dir / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out_dir / CHECKPOINT)  # a crash mid-write never leaves a half checkpoint
+
+
+def _resume(out_dir: Path, bridge: Bridge, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler,
+            history: dict[str, list[float]]) -> int:
+    path = out_dir / CHECKPOINT
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    bridge.load_state_dict(state["bridge"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    history.update(state["history"])
+    logger.info("resumed from %s at step %d", path, state["step"])
+    return int(state["step"])
+
+
+def write_history(out_dir: Path, history: dict[str, list[float]]) -> None:
+    """history.json and loss.png (caption and retrieval losses per step, smoothed)."""
+    (out_dir / "history.json").write_text(json.dumps(history))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("caption", "retrieval"):
+        ax.plot(history["step"], _smooth(history[key]), label=f"{key} loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (moving average)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "loss.png", dpi=100)
+    plt.close(fig)
+
+
+def _smooth(values: list[float], window: int = 20) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v - (values[i - window] if i >= window else 0.0)
+        out.append(acc / min(i + 1, window))
+    return out
