@@ -105,7 +105,7 @@ def encoder_id(cfg: VisionConfig) -> str:
 
 @torch.no_grad()
 def embed_images(
-    model: nn.Module,
+    model: Any,
     pixels: torch.Tensor,
     feature: Literal["pooled", "projected"],
     normalize: bool = False,
@@ -130,7 +130,7 @@ def embed_images(
 
 
 def image_features(
-    model: nn.Module, pixels: torch.Tensor, feature: Literal["pooled", "projected"]
+    model: Any, pixels: torch.Tensor, feature: Literal["pooled", "projected"]
 ) -> torch.Tensor:
     """Like ``embed_images`` but keeps autograd (for training); (B, 3, H, W) -> (B, D)."""
     if feature == "projected":
@@ -152,7 +152,7 @@ def embed_pil(
     return embed_images(bundle.model, pixels, feature, normalize)  # (N, D)
 
 
-def pooled_output(visual: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+def pooled_output(visual: Any, pixels: torch.Tensor) -> torch.Tensor:
     """The tower's pooled output before its projection: (B, 3, H, W) -> (B, D_pooled)."""
     if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel
         return visual.trunk(pixels)  # type: ignore[no-any-return,operator]
@@ -166,7 +166,7 @@ def pooled_output(visual: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"no pooled output known for {type(visual).__name__}")
 
 
-def pooled_dim(model: nn.Module) -> int:
+def pooled_dim(model: Any) -> int:
     """Width of the pooled feature (1280 for the embedded EfficientNet-Lite0)."""
     visual = model.visual
     if hasattr(visual, "trunk"):
@@ -177,7 +177,7 @@ def pooled_dim(model: nn.Module) -> int:
     raise ValueError(f"no pooled width known for {type(visual).__name__}")
 
 
-def projected_dim(model: nn.Module) -> int:
+def projected_dim(model: Any) -> int:
     """Width of the CLIP embedding (512 for the embedded model)."""
     size = getattr(model.visual, "image_size", IMAGE_SIZE)
     size = size[0] if isinstance(size, tuple | list) else size
@@ -186,12 +186,12 @@ def projected_dim(model: nn.Module) -> int:
         return int(model.encode_image(torch.zeros(1, 3, size, size, device=device)).shape[-1])
 
 
-def visual_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def visual_state(model: Any) -> dict[str, torch.Tensor]:
     """The image tower's tensors (what inference needs), keyed relative to ``model.visual``."""
     return {k: v.detach().contiguous() for k, v in model.visual.state_dict().items()}
 
 
-def load_visual_weights(model: nn.Module, path: Path) -> None:
+def load_visual_weights(model: Any, path: Path) -> None:
     """Load an adapted ``visual.safetensors`` over ``model.visual``; every key must match."""
     from safetensors.torch import load_file
 
@@ -279,7 +279,7 @@ def _load_trunk(trunk: nn.Module, path: Path) -> None:
 
 
 def _register_embedded_config() -> None:
-    """Register the embedded model config (it names a local folder, so it is written at run time)."""
+    """Register the embedded model config (written at run time: it names a local folder)."""
     import open_clip
 
     from engine.embedded import text_folder
