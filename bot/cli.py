@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "bot.commands.models",
     "bot.commands.doctor",
     "bot.commands.caption",
+    "bot.commands.train",
     "bot.commands.chat",
 )
 

@@ -51,6 +51,10 @@ class TrainConfig:
     captions_per_image: Literal["all", "random"] = "all"
     # Share of samples that teach the scene question (answer: the dataset's label); 0 = none.
     scene_question_ratio: float = 0.15
+    # Quarter-turn augmentations of each image's features (1 = none); overhead views have no up.
+    feature_rotations: int = 4
+    # Where frozen image features are cached between runs.
+    feature_cache: str = "runs/cache"
     # bf16 autocast on CPUs that support it (AVX-512 BF16 / AMX) and on CUDA.
     autocast_bf16: bool = True
     seed: int = 0

@@ -20,7 +20,8 @@ CAPTIONS = [("many planes are parked near a terminal", "airport"),
 
 def _items(dim: int) -> list[TrainItem]:
     generator = torch.Generator().manual_seed(0)
-    return [TrainItem(torch.randn(dim, generator=generator), (c,), label) for c, label in CAPTIONS]
+    return [TrainItem(torch.randn(2, dim, generator=generator), (c,), label)
+            for c, label in CAPTIONS]
 
 
 def _config(tmp_path: Path, **changes: object) -> TrainConfig:

@@ -1,0 +1,32 @@
+"""`capret train`: train the bridge (the config's `train:` section holds every setting)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from bot.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train the bridge on caption data")
+    parser.add_argument("--out", help="output folder (default: train.out_dir)")
+    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--limit-images", type=int, help="use only the first N train images")
+    parser.add_argument("--max-steps", type=int, help="stop after N steps (tiny runs)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.training.pipeline import run_bridge_training
+
+    config = load_config(args.config)
+    train = config.train
+    if args.out:
+        train = dataclasses.replace(train, out_dir=args.out)
+    if args.epochs:
+        train = dataclasses.replace(train, epochs=args.epochs)
+    folder = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
+    print(f"bridge written to {folder}")
+    print(f"use it: set engine.bridge.weights: {folder} in your config")
+    return 0

@@ -1,0 +1,43 @@
+"""End-to-end bridge training from a config: data, cached features, models, the loop."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from engine.bridge import Bridge
+from engine.config import EngineConfig
+from engine.factory import bridge_spec, resolve_device
+from engine.language import load_language
+from engine.training.config import TrainConfig
+from engine.training.data import load_sources
+from engine.training.features import cached_features
+from engine.training.train import TrainItem, train_bridge
+from engine.vision import build_image_encoder
+
+logger = logging.getLogger(__name__)
+
+
+def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
+                        limit_images: int | None = None, max_steps: int | None = None) -> Path:
+    """Train a fresh bridge for the configured encoder and LM; returns the bridge folder."""
+    torch.manual_seed(config.seed)
+    device = resolve_device(engine_config.device)
+    encoder = build_image_encoder(engine_config.vision, device)
+    records = load_sources(config.sources, "train")[:limit_images]
+    features, records = cached_features(encoder, records, Path(config.feature_cache),
+                                        config.feature_rotations)  # (R, N, D_img)
+    items = [TrainItem(features[:, i], r.captions, r.label) for i, r in enumerate(records)]
+    logger.info("training on %d images, %d captions", len(items),
+                sum(len(i.captions) for i in items))
+    lm = load_language(engine_config.language, device)
+    spec = bridge_spec(engine_config.bridge, encoder, lm)
+    torch.manual_seed(config.seed)
+    bridge = Bridge(spec, engine_config.bridge.logit_scale_init).to(device)
+    # [RET] starts as an average token rather than noise.
+    bridge.init_ret_rows(lm.model.get_input_embeddings().weight.mean(0).detach())
+    out_dir = Path(config.out_dir)
+    train_bridge(items, lm, bridge, engine_config, config, out_dir, max_steps)
+    return out_dir / "bridge"
