@@ -81,9 +81,12 @@ def search(index: Any, queries: np.ndarray, k: int, allowed: np.ndarray | None,
            config: GalleryConfig) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, ids), each (Q, k); ``allowed`` is a packed id bitmap or None (all)."""
     params = _params(index, config)
+    selector = None  # params.sel holds a bare pointer: keep the selector alive in this frame
     if allowed is not None:
-        params.sel = faiss.IDSelectorBitmap(allowed.size * 8, faiss.swig_ptr(allowed))
+        selector = faiss.IDSelectorBitmap(allowed.size, faiss.swig_ptr(allowed))  # n: bytes
+        params.sel = selector
     scores, ids = index.search(normalise(queries), k, params=params)
+    del selector
     return scores, ids
 
 

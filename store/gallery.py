@@ -24,7 +24,7 @@ from store.config import GalleryConfig
 from store.db import Database
 from store.errors import GalleryMismatchError, StaleGalleryError
 from store.gallery_state import GalleryState
-from store.models import Embedding, GalleryItem, Image, ShownImage, utcnow
+from store.models import Embedding, GalleryItem, Image, ImageSource, ShownImage, utcnow
 from store.sql import chunks, existing_images, referenced_shas
 from store.types import GalleryEntry, GalleryHit, GalleryStats
 
@@ -116,7 +116,8 @@ class Gallery:
         return ids
 
     def remove(self, item_ids: Sequence[int]) -> int:
-        """Remove gallery rows and their vectors; images nothing else uses go too."""
+        """Remove gallery rows and their vectors; images nothing else uses go too (files
+        included); a user's claim on an image (their upload) keeps it."""
         ids = sorted(set(item_ids))
         with self._exclusive():
             with self.db.write() as s:
@@ -286,6 +287,14 @@ def _owner_is(owner_user_id: int | None) -> Any:
 
 
 def _drop_unreferenced_images(s: Any, shas: Sequence[str]) -> None:
+    """Drop the system's claims (source rows without owner) and then unused images."""
+    in_gallery = set[str]()
+    for part in chunks(list(set(shas))):
+        in_gallery.update(s.scalars(select(GalleryItem.image_sha256)
+                                    .where(GalleryItem.image_sha256.in_(part))))
+    for part in chunks([sha for sha in set(shas) if sha not in in_gallery]):
+        s.execute(delete(ImageSource).where(ImageSource.image_sha256.in_(part),
+                                            ImageSource.user_id.is_(None)))
     still = referenced_shas(s, shas)
     gone = [sha for sha in set(shas) if sha not in still]
     for part in chunks(gone):

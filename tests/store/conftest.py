@@ -71,14 +71,15 @@ def store(store_config: StoreConfig, database_url: str) -> Iterator[Store]:
 
 
 def png(seed: int, size: int = 8) -> bytes:
-    """A small distinct PNG image."""
+    """A small PNG image, distinct for each seed."""
     import io
 
+    import numpy as np
     from PIL import Image
 
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     buffer = io.BytesIO()
-    colour = (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
-    Image.new("RGB", (size + seed % 5, size), colour).save(buffer, "PNG")
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
     return buffer.getvalue()
 
 
