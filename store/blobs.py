@@ -49,6 +49,13 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
+    def get(self, sha256: str) -> bytes | None:
+        """The bytes of an image, or None when absent."""
+        try:
+            return self.read(sha256)
+        except FileNotFoundError:
+            return None
+
     def read(self, sha256: str) -> bytes:
         """The bytes of an image; FileNotFoundError when absent."""
         return self.path(sha256).read_bytes()

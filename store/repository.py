@@ -117,17 +117,24 @@ class Repository(CacheMixin, UserDataMixin):
         StoredPart) or new image bytes (NewImage). Either the message and all its parts (and
         new images) are committed, or nothing is: no row, no file.
         """
-        if role not in ("user", "assistant"):
-            raise ValueError(f"role must be 'user' or 'assistant', not {role!r}")
-        if not parts:
-            raise ValueError("a turn needs at least one part")
-        new = [p for p in parts if isinstance(p, NewImage)]
+        return self.append_turns(user_id, [(role, parts)])[0]
+
+    def append_turns(
+        self, user_id: int, turns: Sequence[tuple[Role, Sequence[PartInput]]]
+    ) -> list[StoredTurn]:
+        """Append several turns (e.g. a question and its reply) in one transaction."""
+        for role, parts in turns:
+            if role not in ("user", "assistant"):
+                raise ValueError(f"role must be 'user' or 'assistant', not {role!r}")
+            if not parts:
+                raise ValueError("a turn needs at least one part")
+        new = [p for _, parts in turns for p in parts if isinstance(p, NewImage)]
         try:
             with self.blobs.writing():
                 for image in new:
                     self.blobs.put(image.data)
                 with self.db.write() as s:
-                    return self._append(s, user_id, role, parts)
+                    return [self._append(s, user_id, role, parts) for role, parts in turns]
         except BaseException:
             self._discard_files([image.sha256 for image in new])
             raise

@@ -135,3 +135,15 @@ def test_bad_input_is_rejected(store: Store) -> None:
         store.repo.append_turn(user.id, "user", [])
     with pytest.raises(UnknownUserError):
         store.repo.append_turn(12345, "user", ["x"])
+
+
+def test_append_turns_writes_question_and_reply_together(store: Store) -> None:
+    user = store.repo.get_or_create_user("telegram", 15)
+    image = NewImage.from_bytes(png(30))
+    with pytest.raises(MissingImageError):
+        store.repo.append_turns(user.id, [("user", ["q", image]),
+                                          ("assistant", [StoredPart.of_image("e" * 64)])])
+    assert store.repo.history(user.id) == [] and blob_files(store) == set()
+    turns = store.repo.append_turns(user.id, [("user", ["q", image]), ("assistant", ["a"])])
+    assert [t.position for t in turns] == [0, 1]
+    assert store.blobs.get(image.sha256) == image.data and store.blobs.get("d" * 64) is None
