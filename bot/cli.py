@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "bot.commands.caption",
     "bot.commands.train",
     "bot.commands.chat",
+    "bot.commands.db",
+    "bot.commands.gallery",
 )
 
 

@@ -14,6 +14,8 @@ from store.db import Database
 from store.errors import SchemaTooNewError
 
 logger = logging.getLogger(__name__)
+# Alembic announces its context on every check at INFO; our own log line says what changed.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 

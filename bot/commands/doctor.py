@@ -6,6 +6,7 @@ import argparse
 import urllib.request
 from collections.abc import Callable
 
+from bot.commands import db as db_commands
 from bot.config import AppConfig, load_config
 from engine import embedded
 from engine.config import EMBEDDED_LM, EMBEDDED_VISION
@@ -86,4 +87,6 @@ CHECKS: list[tuple[str, Check]] = [
     ("bridge", check_bridge),
     ("gpu", check_gpu),
     ("vllm", check_vllm),
+    ("database", db_commands.check_database),
+    ("gallery", db_commands.check_gallery),
 ]

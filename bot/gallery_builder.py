@@ -1,0 +1,208 @@
+"""Fill the store's gallery with vectors from the engine: add, rebuild, search, seed.
+
+The store keeps rows, files and the FAISS index; the engine makes the vectors
+(``embed_images`` then ``image_query``; text queries through ``retrieve``). Encoder
+embeddings are cached by (sha256, encoder_id), so a rebuild after new bridge weights only
+re-runs the bridge's projection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bot.config import AppConfig
+from bot.ports import EnginePort
+from engine.types import TextPart, Turn
+from store import GalleryEntry, GalleryHit, NewImage, Store
+from store.types import Visibility
+
+logger = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+# A bridge change re-embeds galleries up to this size on start; larger ones need the command.
+AUTO_REBUILD_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """An image file to add, with its caption and label when the source gives them."""
+
+    path: Path
+    caption: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class AddReport:
+    added: int
+    skipped: int
+    failed: int
+
+
+def collect(paths: Iterable[str | Path]) -> Iterator[SourceImage]:
+    """Image files from folders (recursive; their captions.json used), files, or annotations."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            known = {s.path.name: s for s in _annotations(path / "captions.json")} if (
+                path / "captions.json").is_file() else {}
+            for file in sorted(path.rglob("*")):
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    yield known.get(file.name, SourceImage(file))
+        elif path.suffix.lower() == ".json":
+            yield from _annotations(path)
+        elif path.is_file():
+            yield SourceImage(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+
+
+def add_images(store: Store, engine: EnginePort, sources: Iterable[SourceImage],
+               batch: int = 32, owner_user_id: int | None = None,
+               visibility: Visibility = "public", progress: bool = False) -> AddReport:
+    """Add images to the gallery in batches; already-present images are skipped (resumable)."""
+    items = list(sources)
+    added = skipped = failed = 0
+    bar = _progress(len(items), progress)
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        a, s, f = _add_batch(store, engine, chunk, owner_user_id, visibility)
+        added, skipped, failed = added + a, skipped + s, failed + f
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return AddReport(added, skipped, failed)
+
+
+def rebuild(store: Store, engine: EnginePort, batch: int = 64, progress: bool = False) -> int:
+    """Re-make every gallery vector with the engine's bridge, then rebuild the index."""
+    total = 0
+    bar = _progress(len(store.gallery), progress)
+    for items in store.gallery.items(batch):
+        shas = [sha for _, sha in items]
+        vectors = engine.image_query(_embeddings(store, engine, shas))
+        store.gallery.set_vectors([i for i, _ in items], vectors, engine.bridge_id)
+        total += len(items)
+        if bar is not None:
+            bar.update(len(items))
+    if bar is not None:
+        bar.close()
+    store.gallery.rebuild_index()
+    logger.info("gallery %r rebuilt: %d vectors from bridge %s", store.gallery.name, total,
+                engine.bridge_id)
+    return total
+
+
+def search_text(store: Store, engine: EnginePort, text: str, k: int,
+                user_id: int | None = None) -> list[GalleryHit]:
+    """Gallery images for a text query, through the engine's [RET] path."""
+    query = engine.retrieve([Turn("user", (TextPart(text),))], {})
+    return store.gallery.search(query, k, engine.bridge_id, user_id=user_id)
+
+
+def ensure_seed_gallery(store: Store, engine: EnginePort, config: AppConfig) -> int:
+    """Index the shipped gallery on first start, or re-embed it when the bridge changed.
+
+    Returns how many vectors were added or rebuilt (0 when already up to date).
+    """
+    folder = config.store.gallery.seed_folder
+    done = 0
+    current = store.gallery.bridge_id
+    if current is not None and current != engine.bridge_id:
+        if len(store.gallery) > AUTO_REBUILD_LIMIT:
+            logger.warning("gallery vectors are from bridge %s, engine has %s: run "
+                           "`capret gallery rebuild`", current, engine.bridge_id)
+            return 0
+        done += rebuild(store, engine)
+    if folder and Path(folder).is_dir():
+        sources = list(collect([folder]))
+        shas = set(_shas(sources))
+        if len(store.gallery.contains(shas)) < len(shas):
+            done += add_images(store, engine, sources).added
+    elif folder:
+        logger.warning("seed gallery folder %s not found: retrieval has no images", folder)
+    return done
+
+
+def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[SourceImage],
+               owner: int | None, visibility: Visibility) -> tuple[int, int, int]:
+    present = store.gallery.contains(_shas(chunk), owner)
+    entries, failed = [], 0
+    for source in chunk:
+        try:
+            image = NewImage.from_bytes(source.path.read_bytes(), f"gallery:{source.path}")
+        except (OSError, ValueError) as exc:
+            logger.warning("skipping %s: %s", source.path, exc)
+            failed += 1
+            continue
+        if image.sha256 in present:
+            continue
+        present.add(image.sha256)
+        store.repo.add_image(image, owner)
+        entries.append(GalleryEntry(image.sha256, source.caption, source.label,
+                                    str(source.path), owner, visibility))
+    if entries:
+        vectors = engine.image_query(_embeddings(store, engine, [e.sha256 for e in entries]))
+        store.gallery.add(entries, vectors, engine.bridge_id)
+    return len(entries), len(chunk) - len(entries) - failed, failed
+
+
+def _embeddings(store: Store, engine: EnginePort, shas: Sequence[str]) -> np.ndarray:
+    """Encoder embeddings (N, D_img) of stored images, from the cache or the engine."""
+    cached = store.repo.get_embeddings(shas, engine.encoder_id)
+    todo = [sha for sha in dict.fromkeys(shas) if sha not in cached]
+    if todo:
+        images = [_open(store.blobs.path(sha)) for sha in todo]
+        fresh = engine.embed_images(images)
+        computed = dict(zip(todo, np.asarray(fresh, dtype=np.float32), strict=True))
+        store.repo.put_embeddings(engine.encoder_id, computed)
+        cached.update(computed)
+    return np.stack([cached[sha] for sha in shas])
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _shas(sources: Sequence[SourceImage]) -> list[str]:
+    import hashlib
+
+    shas = []
+    for source in sources:
+        try:
+            shas.append(hashlib.sha256(source.path.read_bytes()).hexdigest())
+        except OSError:
+            continue
+    return shas
+
+
+def _annotations(path: Path) -> list[SourceImage]:
+    """captions.json ({"images": [{"file", "label", "captions"}]}) or the RSICD/Karpathy
+    format ({"images": [{"filename", "label", "sentences": [{"raw"}]}]}, files in images/)."""
+    data = json.loads(path.read_text())
+    folder = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+    out = []
+    for item in data.get("images", []):
+        name = item.get("file") or item.get("filename")
+        captions = item.get("captions") or [s.get("raw", "") for s in item.get("sentences", [])]
+        if name:
+            out.append(SourceImage(folder / name, (captions[0].strip() if captions else None),
+                                   item.get("label")))
+    return out
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img")
