@@ -1,0 +1,42 @@
+"""`capret eval`: captioning, retrieval and scene metrics on a split (default: RSICD val)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bot.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("eval", help="evaluate captions, retrieval and scene answers")
+    parser.add_argument("--split", default="val", help="split of the configured sources")
+    parser.add_argument("--annotations", help="an annotation file instead of the sources")
+    parser.add_argument("--images", help="the image folder of --annotations")
+    parser.add_argument("--limit", type=int, help="the first N images in file-name order")
+    parser.add_argument("--json", dest="json_path", help="write every metric and output here")
+    parser.add_argument("--examples", type=int, default=5, help="examples to print")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine import create_engine
+    from engine.training.config import DatasetSource
+    from engine.training.data import load_sources
+    from engine.training.evaluate import evaluate, markdown_table
+
+    config = load_config(args.config)
+    sources = config.train.sources
+    if args.annotations:
+        sources = (DatasetSource("eval", args.annotations, args.images or "."),)
+    records = load_sources(sources, args.split)
+    records = sorted(records, key=lambda r: r.path.name)[:args.limit]
+    report = evaluate(create_engine(config.engine), records)
+    print(markdown_table(report.metrics))
+    for r in records[:args.examples]:
+        print(f"\n{r.path.name} ({r.label}): {report.captions[r.path.name]}")
+        print(f"  reference: {r.captions[0]}")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report.to_json(), indent=1))
+    return 0
