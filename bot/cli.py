@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "bot.commands.doctor",
     "bot.commands.caption",
     "bot.commands.train",
+    "bot.commands.train_encoder",
     "bot.commands.evaluate",
     "bot.commands.chat",
     "bot.commands.db",

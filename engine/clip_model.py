@@ -43,7 +43,7 @@ Transform = Callable[[Image.Image], torch.Tensor]
 class ClipBundle:
     """A built CLIP model and what goes with it."""
 
-    model: nn.Module  # open_clip CLIP / CustomTextCLIP, in eval mode
+    model: Any  # open_clip CLIP / CustomTextCLIP (nn.Module), in eval mode
     preprocess: Transform  # eval: PIL image -> (3, H, W)
     train_preprocess: Transform  # light augmentation: flips and 90° rotations
     tokenizer: Callable[..., torch.Tensor]  # list[str] -> (N, context_length) token ids

@@ -31,6 +31,13 @@ class EncoderTrainConfig:
     text_trainable_layers: int = 2
     seed: int = 0
     out_dir: str = "runs/encoder"
+    # Learning rate of the fresh parts: both CLIP projections and the logit scale.
+    head_learning_rate: float = 1e-3
+    # Dihedral views (flips / quarter turns, 1..8) of each train image whose frozen early-trunk
+    # maps are cached; each step picks one at random (the augmentation).
+    cached_views: int = 4
+    # Where the frozen early-trunk maps are cached between runs.
+    feature_cache: str = "runs/cache"
 
 
 @dataclass(frozen=True)
