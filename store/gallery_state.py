@@ -25,6 +25,8 @@ class GalleryState:
     # owner[id]: PUBLIC for public rows, the owner's user id for private ones, ABSENT if none.
     owner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sha_ids: dict[str, list[int]] = field(default_factory=dict)
+    # Private ids by owner, so a query's filter costs a copy plus the user's own bits.
+    private_ids: dict[int, list[int]] = field(default_factory=dict)
     _public_bits: np.ndarray | None = None
     _bridges: set[str] = field(default_factory=set)
 
@@ -87,6 +89,8 @@ class GalleryState:
         self.sha_ids = {s: [i for i in v if self.owner[i] != ABSENT]
                         for s, v in self.sha_ids.items()}
         self.sha_ids = {s: v for s, v in self.sha_ids.items() if v}
+        self.private_ids = {u: [i for i in v if self.owner[i] != ABSENT]
+                            for u, v in self.private_ids.items()}
         if self.meta is not None:
             m = self.meta
             self.meta = fx.IndexMeta.of(m.bridge_id, m.dim, m.kind, self.ids())
@@ -98,8 +102,9 @@ class GalleryState:
         if self._public_bits is None:
             self._public_bits = fx.bitmap(np.flatnonzero(self.owner == PUBLIC), self.owner.size)
         bits = self._public_bits.copy()
-        if user_id is not None:
-            fx.set_bits(bits, np.flatnonzero(self.owner == user_id), True)
+        own = self.private_ids.get(user_id) if user_id is not None else None
+        if own:
+            fx.set_bits(bits, np.asarray(own, dtype=np.int64), True)
         excluded = [i for sha in exclude for i in self.sha_ids.get(sha, ())]
         if excluded:
             fx.set_bits(bits, np.asarray(excluded), False)
@@ -113,8 +118,10 @@ class GalleryState:
                 grown[: self.owner.size] = self.owner
                 self.owner = grown
             self.owner[np.asarray(ids)] = owners
-        for i, sha in zip(ids, shas, strict=True):
+        for i, sha, owner in zip(ids, shas, owners, strict=True):
             self.sha_ids.setdefault(sha, []).append(i)
+            if owner >= 0:
+                self.private_ids.setdefault(owner, []).append(i)
         self._public_bits = None
 
 
