@@ -43,7 +43,7 @@ def epoch_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
                    ) -> list[Example]:
     """This epoch's examples, shuffled by (seed, epoch): captions plus some scene questions."""
     rng = random.Random(config.seed * 1000 + epoch)
-    examples = []
+    examples: list[Example] = []
     for item in items:
         captions = item.captions if config.captions_per_image == "all" else (
             rng.choice(item.captions),)
@@ -84,7 +84,7 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.autocast_bf16 and bf16_is_fast(device))
     progress = tqdm(total=stop, initial=step, desc="train bridge", unit="step")
-    epoch, examples = -1, []
+    epoch, examples = -1, list[Example]()
     while step < stop:
         if step // per_epoch != epoch:
             epoch = step // per_epoch

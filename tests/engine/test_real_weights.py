@@ -1,0 +1,45 @@
+"""The real embedded default, end to end: a real RSICD image in, a caption and a query out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.config import load_config
+from engine import create_engine
+from engine.model import RSCapRet
+from engine.types import GenerationOptions, TextPart, Turn
+
+RSICD = Path(__file__).resolve().parents[3] / "shared" / "data" / "rsicd" / "images"
+
+pytestmark = pytest.mark.real_weights
+
+
+@pytest.fixture(scope="module")
+def engine() -> RSCapRet:
+    return create_engine(load_config().engine)
+
+
+def test_default_config_captions_a_real_image(engine: RSCapRet) -> None:
+    image = Image.open(RSICD / "00001.jpg").convert("RGB")
+    caption = engine.caption(image, GenerationOptions(max_new_tokens=30))
+    assert isinstance(caption, str) and len(caption.split()) >= 2
+    assert "[RET]" not in caption
+
+
+def test_default_config_retrieves_with_ret(engine: RSCapRet) -> None:
+    images = [Image.open(RSICD / name).convert("RGB") for name in ("00001.jpg", "00002.jpg")]
+    gallery = engine.image_query(engine.embed_images(images))
+    query = engine.retrieve([Turn("user", (TextPart("Show me a playground"),))], {})
+    assert gallery.shape == (2, engine.shared_dim) and query.shape == (engine.shared_dim,)
+    assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
+    assert np.isfinite(gallery @ query).all()
+
+
+def test_engine_identities_name_the_embedded_models(engine: RSCapRet) -> None:
+    assert engine.encoder_id.startswith("efficientnet-lite0")
+    assert engine.lm.name == "embedded:smollm2-135m-instruct"
+    assert engine.lm.tokenizer.encode("[RET]", add_special_tokens=False) == [engine.lm.ret_id]
