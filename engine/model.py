@@ -87,6 +87,16 @@ class RSCapRet:
         embeds = self._embed_layout(layout, image_embeddings)
         return self._query(self.backend.last_hidden(embeds))
 
+    def retrieve_batch(self, dialogues: Sequence[Sequence[Turn]],
+                       image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``retrieve`` for several dialogues in one forward pass: (N, S)."""
+        sequences = [
+            self._embed_layout(self._layout(d, add_generation_prompt=True).extended(
+                [self.lm.ret_id]), image_embeddings) for d in dialogues]
+        hidden = self.backend.last_hidden_batch(sequences)  # (N, D)
+        with torch.inference_mode():
+            return self.bridge.query_vectors(hidden.float()).cpu().numpy()
+
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Images' vectors in the shared space (N, S), normalised: gallery rows."""
         with torch.inference_mode():

@@ -25,3 +25,7 @@ class Backend(Protocol):
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
         ...
+
+    def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
+        """``last_hidden`` of several sequences (each (T_i, D)) at once: (N, D)."""
+        ...

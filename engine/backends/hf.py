@@ -60,3 +60,13 @@ class HfBackend:
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.lm.hidden(embeds.unsqueeze(0))
         return hidden[0, -1]
+
+    @torch.inference_mode()
+    def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
+        lengths = torch.tensor([len(s) for s in sequences])
+        width = int(lengths.max())
+        padded = torch.stack([torch.cat([s, s.new_zeros(width - len(s), s.shape[1])])
+                              for s in sequences])  # (N, T, D), right-padded
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long().to(padded.device)
+        hidden, _ = self.lm.hidden(padded, attention_mask=mask)
+        return hidden[torch.arange(len(sequences)), (lengths - 1).to(hidden.device)]

@@ -94,13 +94,15 @@ def _ask(engine: RSCapRet, prompt: str, name: str, feature: np.ndarray,
 def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage],
                features: dict[str, np.ndarray], report: EvalReport) -> dict[str, float]:
     images = engine.image_query(np.stack([features[r.path.name] for r in records]))  # (N, S)
-    queries, owners = [], []
-    for row, r in enumerate(tqdm(records, desc="retrieval queries", unit="image")):
-        for caption in r.captions:
-            request = RETRIEVAL_PROMPTS[0].format(query=caption)
-            queries.append(engine.retrieve([Turn("user", (TextPart(request),))], {}))
-            owners.append(row)
-    result = retrieval_metrics(torch.from_numpy(images), torch.from_numpy(np.stack(queries)),
+    requests = [(row, RETRIEVAL_PROMPTS[0].format(query=c))
+                for row, r in enumerate(records) for c in r.captions]
+    queries = []
+    for start in tqdm(range(0, len(requests), 16), desc="retrieval queries", unit="batch"):
+        chunk = requests[start:start + 16]
+        queries.append(engine.retrieve_batch(
+            [[Turn("user", (TextPart(text),))] for _, text in chunk], {}))
+    owners = [row for row, _ in requests]
+    result = retrieval_metrics(torch.from_numpy(images), torch.from_numpy(np.concatenate(queries)),
                                owners)
     report.t2i_ranks, report.i2t_ranks = result.t2i_ranks, result.i2t_ranks
     return result.summary()

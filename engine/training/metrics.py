@@ -99,13 +99,16 @@ def _recall(ranks: torch.Tensor, k: int) -> float:
 
 
 def caption_metrics(
-    generated: Mapping[str, Sequence[str]], references: Mapping[str, Sequence[str]]
+    generated: Mapping[str, Sequence[str]],
+    references: Mapping[str, Sequence[str]],
+    meteor: bool = True,
 ) -> dict[str, float]:
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr with pycocoevalcap (PTB tokenizer; needs Java).
 
     Args:
         generated: image id -> [one generated caption] (only the first is scored).
         references: image id -> reference captions; must cover every generated id.
+        meteor: compute METEOR (its Java start-up takes ~10-30 s on a busy 2-core machine).
 
     Returns:
         {"BLEU-1": .., "BLEU-4": .., "METEOR": .., "ROUGE-L": .., "CIDEr": ..} as fractions.
@@ -125,9 +128,10 @@ def caption_metrics(
     gts = tok.tokenize({str(k): [{"caption": c} for c in references[k]] for k in generated})
     gts = {k: gts[k] for k in ids}
     out: dict[str, float] = {}
-    bleu, _ = Bleu(4).compute_score(gts, res)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     out.update({f"BLEU-{i + 1}": float(b) for i, b in enumerate(bleu)})
-    out["METEOR"] = float(Meteor().compute_score(gts, res)[0])
+    if meteor:
+        out["METEOR"] = float(Meteor().compute_score(gts, res)[0])
     out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     out["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     return out

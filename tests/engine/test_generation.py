@@ -87,3 +87,11 @@ def test_sampling_is_reproducible_with_a_seed(engine: RSCapRet, image: Image.Ima
     runs = [engine.generate(_dialogue(), images, GenerationOptions(strategy="sample", seed=7))
             for _ in range(2)]
     assert runs[0].token_ids == runs[1].token_ids
+
+
+def test_batched_retrieval_equals_one_by_one(engine: RSCapRet) -> None:
+    texts = ["airports near the sea", "a dense residential area with many buildings", "river"]
+    dialogues = [[Turn("user", (TextPart(t),))] for t in texts]
+    batched = engine.retrieve_batch(dialogues, {})
+    single = np.stack([engine.retrieve(d, {}) for d in dialogues])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
