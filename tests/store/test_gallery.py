@@ -96,7 +96,7 @@ def test_approximate_indexes_filter_and_remove(tmp_path: Path, kind: str) -> Non
                          gallery=GalleryConfig(index=kind, ivf_lists=4, ivf_probe=4))  # type: ignore[arg-type]
     store = open_store(config)
     owner = store.repo.get_or_create_user("telegram", 1).id
-    public, vectors = _add(store, 200, seed=8)
+    public, vectors = _add(store, 120, seed=8)
     private, pvecs = _add(store, 3, seed=9, owner_user_id=owner, visibility="private")
     assert store.gallery.search(vectors[5], 1, "bridge-1")[0].sha256 == public[5]
     assert not {h.sha256 for h in store.gallery.search(pvecs[0], 20, "bridge-1")} & set(private)
@@ -105,5 +105,5 @@ def test_approximate_indexes_filter_and_remove(tmp_path: Path, kind: str) -> Non
     assert store.gallery.search(vectors[5], 1, "bridge-1")[0].sha256 != public[5]
     store.close()
     reopened = open_store(replace(config))
-    assert len(reopened.gallery) == 202
+    assert len(reopened.gallery) == 122
     reopened.close()
