@@ -1,4 +1,4 @@
-"""Wiring: config → engine (imported lazily) → store → seed gallery → conversation service."""
+"""Wiring: config → engine → store (+ seed gallery) → conversation service."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import logging
 from bot.config import AppConfig, secret
 from bot.ports import EnginePort
 from bot.service import ConversationService
-from bot.storage import ConversationStore
+from bot.store_adapter import StoreAdapter
+from store import Store, open_store
 
 logger = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "CAPRET_DATABASE_URL"
 
 
 def describe(config: AppConfig) -> str:
@@ -23,22 +26,32 @@ def describe(config: AppConfig) -> str:
 
 def build_engine(config: AppConfig) -> EnginePort:
     """The real engine; imported here so the transports load without torch until needed."""
-    from engine import create_engine  # type: ignore[attr-defined]
+    from engine import create_engine
 
     engine: EnginePort = create_engine(config.engine)
     return engine
 
 
-def build_store(config: AppConfig, engine: EnginePort) -> ConversationStore:
-    """The store behind the service, with the seed gallery indexed on first start."""
-    from bot.store_adapter import open_conversation_store
+def build_store(config: AppConfig, engine: EnginePort) -> Store:
+    """The store (database URL from CAPRET_DATABASE_URL, else SQLite in ``data_dir``), with
+    the seed gallery indexed on first start and re-embedded when the bridge changed."""
+    from bot.gallery_builder import ensure_seed_gallery
 
-    return open_conversation_store(config, engine, secret("CAPRET_DATABASE_URL"))
+    store = open_store(config.store, secret(DATABASE_URL_ENV))
+    try:
+        indexed = ensure_seed_gallery(store, engine, config)
+    except BaseException:
+        store.close()
+        raise
+    if indexed:
+        logger.info("gallery %r: %d vectors indexed", store.gallery.name, indexed)
+    return store
 
 
-def build_service(config: AppConfig) -> ConversationService:
-    """Everything the transports need, from one config."""
-    engine = build_engine(config)
+def build_service(config: AppConfig, engine: EnginePort | None = None) -> ConversationService:
+    """Everything the transports need, from one config (``engine``: an already built one)."""
+    engine = engine if engine is not None else build_engine(config)
     store = build_store(config, engine)
-    logger.info("service ready: %s", describe(config))
-    return ConversationService(engine, store, config.bot, description=describe(config))
+    logger.info("service ready: %s; gallery of %d images", describe(config), len(store.gallery))
+    return ConversationService(engine, StoreAdapter(store, engine.bridge_id), config.bot,
+                               description=describe(config))

@@ -29,6 +29,8 @@ class Hit:
     label: str
     score: float
     path: Path
+    # The image's content hash: what "already shown in this conversation" is keyed by.
+    sha256: str
 
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()

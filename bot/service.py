@@ -63,7 +63,6 @@ class ConversationService:
         # Own thread pools: model calls must not starve store calls (nor the loop's default pool).
         self._model_pool = ThreadPoolExecutor(config.max_concurrent_model_calls, "capret-model")
         self._io_pool = ThreadPoolExecutor(8, "capret-io")
-        self._last_query: dict[int, np.ndarray] = {}
 
     # ----- conversation
     async def ask(
@@ -79,7 +78,7 @@ class ConversationService:
         parts: tuple[Part, ...] = (*(ImagePart(i.sha256) for i in images), TextPart(text))
         user_turn = Turn("user", parts)
         for image in images:
-            await self._db(self.store.put_image, image.sha256, image.png)
+            await self._db(self.store.put_image, uid, image.sha256, image.png)
         dialogue = [*await self._db(self.store.context, uid), user_turn]
         embeddings = await self._embeddings(dialogue, images)
         result = await self._generate(dialogue, embeddings, progress)
@@ -106,7 +105,7 @@ class ConversationService:
     async def more(self, user: UserRef) -> Reply:
         """The next results of the user's last search, none shown before."""
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
-        query = self._last_query.get(uid)
+        query = await self._db(self.store.last_search, uid)
         if query is None:
             raise UserFacingError("There is no search to continue: try /search airport first.")
         hits = await self._search(uid, query, fresh=False)
@@ -117,7 +116,7 @@ class ConversationService:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
         if upload is not None:
             image = await self._decode(upload)
-            await self._db(self.store.put_image, image.sha256, image.png)
+            await self._db(self.store.put_image, uid, image.sha256, image.png)
             sha, images = image.sha256, [image]
         else:
             context = await self._db(self.store.context, uid)
@@ -134,7 +133,6 @@ class ConversationService:
     async def reset(self, user: UserRef) -> str:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
         await self._db(self.store.reset, uid)
-        self._last_query.pop(uid, None)
         return "New conversation started: earlier images and messages are no longer in context."
 
     async def history(self, user: UserRef) -> str:
@@ -151,7 +149,6 @@ class ConversationService:
     async def forget(self, user: UserRef) -> str:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
         await self._db(self.store.forget, uid)
-        self._last_query.pop(uid, None)
         return "Done: I deleted everything I kept about you."
 
     async def about(self) -> str:
@@ -162,6 +159,12 @@ class ConversationService:
                   f"Retrieval space: {self.engine.shared_dim} dimensions",
                   f"Gallery: {size:,} images"]
         return "\n".join(lines)
+
+    def close(self) -> None:
+        """Stop the worker threads and release the store (at shutdown)."""
+        self._model_pool.shutdown(wait=False, cancel_futures=True)
+        self._io_pool.shutdown(wait=True)
+        self.store.close()
 
     # ----- internals
     def _checked_text(self, text: str, allow_empty: bool) -> str:
@@ -209,12 +212,12 @@ class ConversationService:
 
     async def _search(self, uid: int, query: np.ndarray, fresh: bool) -> tuple[Hit, ...]:
         if fresh:
-            self._last_query[uid] = query
+            await self._db(self.store.remember_search, uid, query)
         exclude = await self._db(self.store.shown, uid)
         if len(exclude) >= self.config.max_search_depth and not fresh:
             return ()
-        hits = await self._db(self.store.search, query, self.config.search_results, exclude)
-        await self._db(self.store.mark_shown, uid, [hit.gallery_id for hit in hits])
+        hits = await self._db(self.store.search, uid, query, self.config.search_results, exclude)
+        await self._db(self.store.mark_shown, uid, [hit.sha256 for hit in hits])
         return tuple(hits)
 
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:

@@ -46,8 +46,8 @@ class ConversationStore(Protocol):
         """Delete everything about the user."""
         ...
 
-    def put_image(self, sha256: str, data: bytes) -> None:
-        """Keep an image file, content-addressed."""
+    def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
+        """Keep an image the user sent, content-addressed (``sha256`` of ``data``)."""
         ...
 
     def get_image(self, sha256: str) -> bytes | None:
@@ -62,18 +62,31 @@ class ConversationStore(Protocol):
         """Remember encoder embeddings by (sha256, encoder_id)."""
         ...
 
-    def shown(self, user_id: int) -> set[int]:
-        """Gallery ids already shown in the current conversation."""
+    def shown(self, user_id: int) -> set[str]:
+        """Hashes of the gallery images already shown in the current conversation."""
         ...
 
-    def mark_shown(self, user_id: int, gallery_ids: Sequence[int]) -> None:
-        """Remember gallery ids shown in the current conversation."""
+    def mark_shown(self, user_id: int, sha256s: Sequence[str]) -> None:
+        """Remember images shown in the current conversation."""
         ...
 
-    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[Hit]:
-        """The k best gallery images for a (shared_dim,) query, skipping ``exclude``."""
+    def remember_search(self, user_id: int, query: np.ndarray) -> None:
+        """Keep the current conversation's last search query (shared_dim,) for /more."""
+        ...
+
+    def last_search(self, user_id: int) -> np.ndarray | None:
+        """The current conversation's last search query, or None."""
+        ...
+
+    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str]) -> list[Hit]:
+        """The k best gallery images the user may see (public and their own) for a
+        (shared_dim,) query, skipping images whose sha256 is in ``exclude``."""
         ...
 
     def gallery_size(self) -> int:
         """How many images the gallery holds."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (at shutdown)."""
         ...

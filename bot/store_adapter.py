@@ -1,88 +1,129 @@
-"""ConversationStore over the ``store`` package (repository, blobs, FAISS gallery).
+"""ConversationStore over the ``store`` package: repository, image files and FAISS gallery.
 
-Written against the store's announced facade: ``store.open_store(config, database_url)`` with
-``.repo``, ``.blobs`` and ``.gallery``. The store is imported dynamically so the bot still loads
-(and its tests run) while that API settles.
+Engine turns map to stored turns one to one (text parts and image references by sha256). The
+images the service stores are its decoded, re-encoded PNGs, named by the sha256 of those bytes,
+which is exactly how the store names them. Images shown by searches are remembered per
+conversation (so ``/reset`` starts afresh); the last search's query vector is kept in the user's
+settings, tagged with its conversation, so ``/more`` works across restarts and workers.
 """
 
 from __future__ import annotations
 
-import importlib
+import base64
+import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bot.config import AppConfig
-from bot.ports import EnginePort
 from bot.replies import Hit
-from engine.types import Turn
+from engine.types import ImagePart, Part, TextPart, Turn
+from store import GalleryHit, NewImage, PartInput, Store, StoredPart, StoredTurn
+
+logger = logging.getLogger(__name__)
+LAST_SEARCH = "last_search"
 
 
 class StoreAdapter:
-    """Maps the service's needs onto the store facade."""
+    """The service's ConversationStore on a real ``store.Store``; thread-safe like the store."""
 
-    def __init__(self, facade: Any) -> None:
-        self.facade = facade
-        self.repo = facade.repo
+    def __init__(self, store: Store, bridge_id: str) -> None:
+        self.store = store
+        self.repo = store.repo
+        # Gallery searches are refused when the index was built by other bridge weights.
+        self.bridge_id = bridge_id
 
+    # ----- users and turns
     def user_id(self, transport: str, external_id: str, name: str | None) -> int:
-        return int(self.repo.get_or_create_user(transport, external_id, name).id)
+        return self.repo.get_or_create_user(transport, external_id).id
 
     def context(self, user_id: int) -> list[Turn]:
-        return list(self.repo.load_context(user_id))
+        return [to_turn(t) for t in self.repo.load_context(user_id).turns]
 
     def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
-        self.repo.append_turns(user_id, [user_turn, reply_turn])
+        self.repo.append_turns(user_id, [(t.role, to_parts(t)) for t in (user_turn, reply_turn)])
 
     def reset(self, user_id: int) -> None:
         self.repo.reset(user_id)
 
     def history(self, user_id: int) -> list[Turn]:
-        return list(self.repo.history(user_id))
+        return [to_turn(t) for t in self.repo.history(user_id)]
 
     def export(self, user_id: int) -> bytes:
-        return bytes(self.repo.export(user_id))
+        with tempfile.TemporaryDirectory(prefix="capret-export-") as folder:
+            return self.repo.export_user(user_id, Path(folder) / "export.zip").read_bytes()
 
     def forget(self, user_id: int) -> None:
-        self.repo.forget(user_id)
+        report = self.repo.forget_user(user_id)
+        logger.info("forgot user %d (%d rows, %d files)", user_id, report.rows, report.files)
 
-    def put_image(self, sha256: str, data: bytes) -> None:
-        self.facade.blobs.put(data)
+    # ----- images and embeddings
+    def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
+        image = NewImage.from_bytes(data, source="upload")
+        if image.sha256 != sha256:
+            raise ValueError(f"image bytes hash to {image.sha256}, not {sha256}")
+        self.repo.add_image(image, user_id)
 
     def get_image(self, sha256: str) -> bytes | None:
-        data = self.facade.blobs.get(sha256)
-        return bytes(data) if data is not None else None
+        return self.store.blobs.get(sha256)
 
     def cached_embeddings(self, sha256s: Sequence[str], encoder_id: str) -> dict[str, np.ndarray]:
-        return dict(self.repo.get_embeddings(list(sha256s), encoder_id))
+        return self.repo.get_embeddings(sha256s, encoder_id)
 
     def cache_embeddings(self, vectors: dict[str, np.ndarray], encoder_id: str) -> None:
-        self.repo.put_embeddings(vectors, encoder_id)
+        self.repo.put_embeddings(encoder_id, vectors)
 
-    def shown(self, user_id: int) -> set[int]:
-        return set(self.repo.shown_images(user_id))
+    # ----- searches
+    def shown(self, user_id: int) -> set[str]:
+        return self.repo.shown_images(self.repo.active_conversation(user_id))
 
-    def mark_shown(self, user_id: int, gallery_ids: Sequence[int]) -> None:
-        self.repo.mark_shown(user_id, list(gallery_ids))
+    def mark_shown(self, user_id: int, sha256s: Sequence[str]) -> None:
+        if sha256s:
+            self.repo.mark_shown(self.repo.active_conversation(user_id), sha256s)
 
-    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[Hit]:
-        results = self.facade.gallery.search(query, k=k, exclude=exclude)
-        return [Hit(int(r.id), str(r.label or r.caption or ""), float(r.score), Path(r.path))
-                for r in results]
+    def remember_search(self, user_id: int, query: np.ndarray) -> None:
+        vector = np.ascontiguousarray(query, dtype="<f4").tobytes()
+        saved = {"conversation_id": self.repo.active_conversation(user_id),
+                 "query": base64.b64encode(vector).decode("ascii")}
+        self.repo.update_user(user_id, settings={LAST_SEARCH: saved})
+
+    def last_search(self, user_id: int) -> np.ndarray | None:
+        saved = self.repo.get_user(user_id).settings.get(LAST_SEARCH)
+        if not isinstance(saved, dict):
+            return None
+        if saved.get("conversation_id") != self.repo.active_conversation(user_id):
+            return None  # a search of an earlier conversation
+        return np.frombuffer(base64.b64decode(str(saved["query"])), dtype="<f4").copy()
+
+    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str]) -> list[Hit]:
+        hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
+                                         exclude=exclude)
+        return [self._hit(h) for h in hits]
 
     def gallery_size(self) -> int:
-        return int(len(self.facade.gallery))
+        return len(self.store.gallery)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _hit(self, hit: GalleryHit) -> Hit:
+        label = hit.label or hit.caption or ""
+        return Hit(hit.item_id, label, hit.score, self.store.blobs.path(hit.sha256), hit.sha256)
 
 
-def open_conversation_store(
-    config: AppConfig, engine: EnginePort, database_url: str | None
-) -> StoreAdapter:
-    """Open the store and index the seed gallery on first start."""
-    store: Any = importlib.import_module("store")
-    facade = store.open_store(config.store, database_url)
-    if config.store.gallery.seed_folder:
-        builder: Any = importlib.import_module("bot.gallery_builder")
-        builder.ensure_seed_gallery(facade, engine, config)
-    return StoreAdapter(facade)
+def to_turn(turn: StoredTurn) -> Turn:
+    """A stored turn as the engine sees it."""
+    parts: list[Part] = []
+    for part in turn.parts:
+        if part.kind == "image" and part.sha256 is not None:
+            parts.append(ImagePart(part.sha256))
+        elif part.text is not None:
+            parts.append(TextPart(part.text))
+    return Turn(turn.role, tuple(parts))
+
+
+def to_parts(turn: Turn) -> list[PartInput]:
+    """An engine turn's parts as the store takes them (images must be stored already)."""
+    return [StoredPart.of_image(p.sha256) if isinstance(p, ImagePart)
+            else StoredPart.of_text(p.text) for p in turn.parts]

@@ -87,8 +87,15 @@ def run_telegram(config: AppConfig) -> int:
         logger.error("TELEGRAM_BOT_TOKEN is not set")
         return 2
     service = build_service(config)
-    application = build_application(service, config.bot, token, api_root())
-    bot = config.bot
+    try:
+        _serve(build_application(service, config.bot, token, api_root()), config.bot)
+    finally:
+        service.close()
+    return 0
+
+
+def _serve(application: Application, bot: BotConfig) -> None:
+    """Poll, or serve the webhook, until interrupted."""
     if bot.webhook_url:
         logger.info("webhook mode: %s (listening on %s:%d)", bot.webhook_url,
                     bot.webhook_listen, bot.webhook_port)
@@ -99,4 +106,3 @@ def run_telegram(config: AppConfig) -> int:
     else:
         logger.info("polling %s", api_root())
         application.run_polling(allowed_updates=Update.ALL_TYPES)
-    return 0

@@ -136,4 +136,7 @@ def run_terminal(config: AppConfig) -> int:
     from bot.app import build_service
 
     service = build_service(config)
-    return asyncio.run(chat(service, Path(config.store.data_dir) / "terminal"))
+    try:
+        return asyncio.run(chat(service, Path(config.store.data_dir) / "terminal"))
+    finally:
+        service.close()

@@ -73,7 +73,8 @@ def run_search(args: argparse.Namespace) -> int:
         from bot.contact_sheet import contact_sheet
         from bot.replies import Hit
 
-        sheet = [Hit(h.item_id, h.label or h.caption or "", h.score, store.blobs.path(h.sha256))
+        sheet = [Hit(h.item_id, h.label or h.caption or "", h.score, store.blobs.path(h.sha256),
+                     h.sha256)
                  for h in hits]
         print(f"contact sheet: {contact_sheet(sheet, args.out)}")
     return 0

@@ -6,6 +6,7 @@ so a test can "restart" the bot between two turns.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -24,10 +25,11 @@ from engine.types import ImagePart, TextPart, Turn
 class MemoryState:
     users: dict[tuple[str, str], int] = field(default_factory=dict)
     turns: dict[int, list[Turn]] = field(default_factory=dict)
-    shown: dict[int, set[int]] = field(default_factory=dict)
+    shown: dict[int, set[str]] = field(default_factory=dict)
+    searches: dict[int, np.ndarray] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
     embeddings: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    gallery: list[tuple[int, str, Path, np.ndarray]] = field(default_factory=list)
+    gallery: list[tuple[int, str, Path, np.ndarray, str]] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -40,7 +42,8 @@ class MemoryStore:
 
     def add_gallery(self, label: str, path: Path, vector: np.ndarray) -> int:
         gid = len(self.state.gallery) + 1
-        self.state.gallery.append((gid, label, path, vector.astype(np.float32)))
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.state.gallery.append((gid, label, path, vector.astype(np.float32), sha))
         return gid
 
     def user_id(self, transport: str, external_id: str, name: str | None) -> int:
@@ -57,6 +60,7 @@ class MemoryStore:
     def reset(self, user_id: int) -> None:
         self.state.turns.pop(user_id, None)
         self.state.shown.pop(user_id, None)
+        self.state.searches.pop(user_id, None)
 
     def history(self, user_id: int) -> list[Turn]:
         return list(self.state.turns.get(user_id, []))
@@ -79,7 +83,7 @@ class MemoryStore:
         self.reset(user_id)
         self.state.users = {k: v for k, v in self.state.users.items() if v != user_id}
 
-    def put_image(self, sha256: str, data: bytes) -> None:
+    def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
         self.state.images[sha256] = data
 
     def get_image(self, sha256: str) -> bytes | None:
@@ -93,18 +97,27 @@ class MemoryStore:
         for sha, vector in vectors.items():
             self.state.embeddings[(sha, encoder_id)] = vector
 
-    def shown(self, user_id: int) -> set[int]:
+    def shown(self, user_id: int) -> set[str]:
         return set(self.state.shown.get(user_id, set()))
 
-    def mark_shown(self, user_id: int, gallery_ids: Sequence[int]) -> None:
+    def mark_shown(self, user_id: int, sha256s: Sequence[str]) -> None:
         with self._lock:
-            self.state.shown.setdefault(user_id, set()).update(gallery_ids)
+            self.state.shown.setdefault(user_id, set()).update(sha256s)
 
-    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[Hit]:
-        scored = [(float(vec @ query), gid, label, path)
-                  for gid, label, path, vec in self.state.gallery if gid not in exclude]
-        scored.sort(reverse=True)
-        return [Hit(gid, label, score, path) for score, gid, label, path in scored[:k]]
+    def remember_search(self, user_id: int, query: np.ndarray) -> None:
+        self.state.searches[user_id] = query
+
+    def last_search(self, user_id: int) -> np.ndarray | None:
+        return self.state.searches.get(user_id)
+
+    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str]) -> list[Hit]:
+        scored = [(float(vec @ query), gid, label, path, sha)
+                  for gid, label, path, vec, sha in self.state.gallery if sha not in exclude]
+        scored.sort(key=lambda row: (-row[0], row[1]))
+        return [Hit(gid, label, score, path, sha) for score, gid, label, path, sha in scored[:k]]
 
     def gallery_size(self) -> int:
         return len(self.state.gallery)
+
+    def close(self) -> None:
+        pass

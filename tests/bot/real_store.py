@@ -1,0 +1,32 @@
+"""A real ``store`` (fresh SQLite, image files, FAISS gallery) for service and transport tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.gallery_builder import SourceImage, add_images
+from bot.service import ConversationService
+from bot.store_adapter import StoreAdapter
+from store import GalleryConfig, Store, StoreConfig, open_store
+from tests.bot.conftest import GALLERY, RSICD, TEST_BOT
+from tests.bot.fake_engine import FakeEngine
+
+
+def store_config(folder: Path) -> StoreConfig:
+    return StoreConfig(data_dir=str(folder), context_turns=12, context_images=4,
+                       gallery=GalleryConfig(index="flat"))
+
+
+def open_filled(folder: Path, engine: FakeEngine) -> Store:
+    """Open the store in ``folder``; index the 12 test gallery images when it is empty."""
+    store = open_store(store_config(folder))
+    if len(store.gallery) == 0:
+        sources = [SourceImage(RSICD / name, label=label) for name, label in GALLERY]
+        assert add_images(store, engine, sources).added == len(GALLERY)
+        engine.embed_calls = 0
+    return store
+
+
+def real_service(store: Store, engine: FakeEngine) -> ConversationService:
+    return ConversationService(engine, StoreAdapter(store, engine.bridge_id), TEST_BOT,
+                               description="Test model")
