@@ -35,6 +35,8 @@ class BotConfig:
     max_concurrent_model_calls: int = 2
     # Telegram user ids allowed to talk to the bot; empty = everyone.
     allowed_user_ids: tuple[int, ...] = ()
+    # "typing…" is shown once a reply takes longer than this (quicker ones need no indicator).
+    typing_delay_s: float = 0.5
     # Images returned by one search, and how often a growing reply is edited.
     search_results: int = 4
     stream_edit_interval_s: float = 1.5
@@ -48,6 +50,8 @@ class BotConfig:
     album_wait_s: float = 1.0
     # Updates handled at once across all chats (each chat's own updates run in order).
     max_concurrent_updates: int = 256
+    # HTTP connections to the Bot API for sending (getUpdates has its own one).
+    connection_pool_size: int = 8
     # Telegram's send limit for the whole bot (messages per second, the library's limiter).
     send_rate_per_s: float = 30.0
     # Uploads are kept (and shown to the model) at most this many pixels on a side.

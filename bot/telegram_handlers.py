@@ -7,6 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -133,13 +134,13 @@ class Handlers:
         text = " ".join(context.args or [])
         if not text:
             raise UserFacingError("Tell me what to look for, e.g. /search harbour with boats")
-        async with typing(context.bot, _chat_id(update)):
+        async with self._typing(context, update):
             await self._render(update, context, await self.service.search(user_of(update), text))
 
     @replying
     async def more(self, update: Update, context: Context) -> None:
         """/more: the next results of the last search."""
-        async with typing(context.bot, _chat_id(update)):
+        async with self._typing(context, update):
             await self._render(update, context, await self.service.more(user_of(update)))
 
     @replying
@@ -186,7 +187,7 @@ class Handlers:
     async def _ask(self, update: Update, context: Context, text: str, uploads: list[bytes]) -> None:
         chat_id = _chat_id(update)
         growing = GrowingReply(context.bot, chat_id, self.config.stream_edit_interval_s)
-        async with typing(context.bot, chat_id):
+        async with self._typing(context, update):
             reply = await self.service.ask(user_of(update), text, uploads, growing.update)
             await growing.finish(reply.text)
             if reply.hits:
@@ -196,9 +197,12 @@ class Handlers:
         message = update.effective_message
         target = message.reply_to_message if message is not None else None
         upload = await self._download(target) if target is not None and _has_image(target) else None
-        async with typing(context.bot, _chat_id(update)):
+        async with self._typing(context, update):
             reply = await self.service.similar(user_of(update), upload)
             await self._render(update, context, reply)
+
+    def _typing(self, context: Context, update: Update) -> AbstractAsyncContextManager[None]:
+        return typing(context.bot, _chat_id(update), after_s=self.config.typing_delay_s)
 
     async def _render(self, update: Update, context: Context, reply: Reply) -> None:
         chat_id = _chat_id(update)

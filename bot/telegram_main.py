@@ -24,6 +24,7 @@ from bot.config import AppConfig, BotConfig, secret
 from bot.service import ConversationService
 from bot.telegram_flow import AlbumCollector, ChatOrderedProcessor
 from bot.telegram_handlers import Handlers
+from bot.telegram_request import AiohttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ def build_application(
         .base_file_url(f"{root}/file/bot")
         .concurrent_updates(processor)
         .rate_limiter(AIORateLimiter(overall_max_rate=config.send_rate_per_s, max_retries=2))
-        .connection_pool_size(64)
-        .pool_timeout(30.0)
+        .request(AiohttpRequest(config.connection_pool_size))
+        .get_updates_request(AiohttpRequest(1))
         .build()
     )
     handlers = Handlers(service, config, albums)

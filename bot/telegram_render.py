@@ -22,10 +22,14 @@ ALBUM_MAX = 10
 
 
 @contextlib.asynccontextmanager
-async def typing(bot: Bot, chat_id: int, every_s: float = TYPING_REFRESH_S) -> AsyncIterator[None]:
-    """Show "typing…" in the chat, refreshed every ``every_s`` seconds, while the body runs."""
+async def typing(
+    bot: Bot, chat_id: int, every_s: float = TYPING_REFRESH_S, after_s: float = 0.0
+) -> AsyncIterator[None]:
+    """Show "typing…" in the chat, refreshed every ``every_s`` seconds, while the body runs;
+    only from ``after_s`` seconds on (a quicker reply needs no indicator, nor its request)."""
 
     async def keep_typing() -> None:
+        await asyncio.sleep(after_s)
         while True:
             try:
                 await bot.send_chat_action(chat_id, ChatAction.TYPING)

@@ -28,7 +28,7 @@ GALLERY = [("00001.jpg", "playfields"), ("00002.jpg", "playfields"), ("00010.jpg
 TEST_BOT = BotConfig(
     send_rate_per_s=10_000, album_wait_s=0.3, stream_edit_interval_s=0.05,
     rate_limit_messages=100, rate_limit_window_s=10.0, max_queued_per_chat=20,
-    max_concurrent_model_calls=4,
+    max_concurrent_model_calls=4, typing_delay_s=0.0,
 )
 
 

@@ -73,3 +73,11 @@ async def test_typing_is_refreshed(api: BotApiStub, bot: BotRunner) -> None:
     count = len(api.sent("sendChatAction", 73))
     await asyncio.sleep(0.15)
     assert len(api.sent("sendChatAction", 73)) == count, "typing stops with the work"
+
+
+async def test_no_typing_for_a_quick_reply(api: BotApiStub, bot: BotRunner) -> None:
+    assert bot.app is not None
+    async with typing(bot.app.bot, 74, after_s=0.3):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.35)
+    assert api.sent("sendChatAction", 74) == []
