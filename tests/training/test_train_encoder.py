@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ def _tiny_dataset(tmp_path: Path) -> DatasetSource:
     data = json.loads((RSICD / "dataset_rsicd.json").read_text())
     train = [i for i in data["images"] if i["split"] == "train"][:8]
     val = [i for i in data["images"] if i["split"] == "val"][:4]
+    broken = tmp_path / "broken.jpg"  # readable by name, not as an image: counted and skipped
+    broken.write_bytes(b"not a jpeg")
+    train.append({"filename": str(broken), "split": "train", "sentences": [{"raw": "x"}]})
     path = tmp_path / "dataset_tiny.json"
     path.write_text(json.dumps({"images": train + val}))
     return DatasetSource("tiny", str(path), str(RSICD / "images"))
@@ -34,12 +38,14 @@ def _tiny_dataset(tmp_path: Path) -> DatasetSource:
 
 @pytest.mark.real_weights
 @pytest.mark.skipif(not RSICD.is_dir(), reason="needs the shared RSICD copy")
-def test_tiny_adaptation_run(tmp_path: Path) -> None:
+def test_tiny_adaptation_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = EncoderTrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, head_learning_rate=3e-3,
                              warmup_steps=1, trainable_blocks=1, text_trainable_layers=1,
                              cached_views=1, out_dir=str(tmp_path / "out"),
                              feature_cache=str(tmp_path / "cache"))
-    report = train_encoder(cfg, [_tiny_dataset(tmp_path)])
+    with caplog.at_level(logging.WARNING):
+        report = train_encoder(cfg, [_tiny_dataset(tmp_path)])
+    assert "skipped 1 unreadable image file(s) of 9" in caplog.text
     losses = [h["loss"] for h in report["history"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert (report["train_images"], report["val_images"]) == (8, 4)
