@@ -10,7 +10,6 @@ Nothing here reaches a network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -25,6 +24,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from engine.config import EMBEDDED_VISION, VisionConfig
+from engine.embedded import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def encoder_id(cfg: VisionConfig) -> str:
     if weights is None:
         tag = "random"
     elif Path(weights).is_file():
-        tag = _sha256(Path(weights))[:12]
+        tag = sha256_file(Path(weights))[:12]
     elif cfg.arch == EMBEDDED_VISION and weights == "imagenet":
         from engine.embedded import SOURCES
 
@@ -330,12 +330,4 @@ def _tokenizer(arch: str) -> Callable[..., torch.Tensor]:
         _register_embedded_config()
         return open_clip.get_tokenizer(EMBEDDED_MODEL_NAME)  # type: ignore[no-any-return]
     return open_clip.get_tokenizer(arch)  # type: ignore[no-any-return]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from store.files import atomic_write
 
 try:
     import fcntl
@@ -70,18 +70,7 @@ class BlobStore:
         if final.is_file() and final.stat().st_size == len(data):
             return sha
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=sha[:16] + ".")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(final.parent)
+        atomic_write(final, data, self.tmp)
         return sha
 
     @contextlib.contextmanager
@@ -152,11 +141,3 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

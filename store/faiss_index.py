@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import faiss
 import numpy as np
 
 from store.config import GalleryConfig
+from store.files import atomic_write
 
 logger = logging.getLogger(__name__)
 # IVF wants at least this many training vectors per list.
@@ -111,8 +110,8 @@ def set_bits(bits: np.ndarray, ids: np.ndarray, value: bool) -> None:
 def save(index: Any, meta: IndexMeta, path: Path) -> None:
     """Write index and sidecar atomically (temp, fsync, rename); the meta is written last."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, faiss.serialize_index(index).tobytes())
-    _atomic_write(meta_path(path), json.dumps(meta.__dict__).encode())
+    atomic_write(path, faiss.serialize_index(index).tobytes())
+    atomic_write(meta_path(path), json.dumps(meta.__dict__).encode())
 
 
 def load(path: Path) -> tuple[Any, IndexMeta] | None:
@@ -146,16 +145,3 @@ def _subsample(x: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
         return normalise(x)
     rows = np.random.default_rng(seed).choice(len(x), size=limit, replace=False)
     return normalise(x[np.sort(rows)])
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

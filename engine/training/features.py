@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from engine.model import ImageEncoder
 from engine.training.data import CaptionedImage
+from engine.training.trunk_cache import open_rgb
 
 logger = logging.getLogger(__name__)
 BATCH = 32
@@ -51,7 +52,7 @@ def _compute(encoder: ImageEncoder, items: Sequence[CaptionedImage], rotations: 
     for start in tqdm(range(0, len(items), BATCH), desc="image features", unit="batch"):
         images = []
         for index in range(start, min(start + BATCH, len(items))):
-            image = _open(items[index].path)
+            image = open_rgb(items[index].path)
             if image is None:
                 unreadable += 1
                 continue
@@ -70,12 +71,3 @@ def _compute(encoder: ImageEncoder, items: Sequence[CaptionedImage], rotations: 
 def _rotated(images: list[Image.Image], quarter_turns: int) -> list[Image.Image]:
     op = ROTATIONS[quarter_turns % 4]
     return images if op is None else [im.transpose(op) for im in images]
-
-
-def _open(path: Path) -> Image.Image | None:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        logger.debug("unreadable image %s: %s", path, exc)
-        return None

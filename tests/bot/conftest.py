@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +17,10 @@ from bot.telegram_main import build_application
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
+from tests.paths import RSICD_IMAGES, SHARED_DATA
 
-RSICD = Path("/work/shared/data/rsicd/images")
-SAMPLES = Path("/work/shared/data/samples")
+RSICD = RSICD_IMAGES
+SAMPLES = SHARED_DATA / "samples"
 GALLERY = [("00001.jpg", "playfields"), ("00002.jpg", "playfields"), ("00010.jpg", "airport"),
            ("00020.jpg", "bridge"), ("00030.jpg", "storagetanks"), ("00040.jpg", "viaduct"),
            ("00050.jpg", "stadium"), ("00060.jpg", "square"), ("00070.jpg", "harbor"),

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
 from engine.model import RSCapRet
 from tests.engine.tiny import tiny_engine
-
-RSICD = Path(__file__).resolve().parents[3] / "shared" / "data" / "rsicd"
+from tests.paths import RSICD
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,8 +10,9 @@ from bot.config import load_config
 from engine import create_engine
 from engine.model import RSCapRet
 from engine.types import GenerationOptions, TextPart, Turn
+from tests.paths import RSICD_IMAGES
 
-RSICD = Path(__file__).resolve().parents[3] / "shared" / "data" / "rsicd" / "images"
+RSICD = RSICD_IMAGES
 
 pytestmark = pytest.mark.real_weights
 

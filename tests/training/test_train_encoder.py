@@ -11,8 +11,7 @@ import torch
 
 from engine.training.config import DatasetSource, EncoderTrainConfig
 from engine.training.train_encoder import clip_loss, train_encoder
-
-RSICD = Path("/work/shared/data/rsicd")
+from tests.paths import RSICD
 
 
 def test_multi_positive_loss_prefers_the_right_pairs() -> None:
