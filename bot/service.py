@@ -23,7 +23,7 @@ from bot.images import DecodedImage, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
 from bot.storage import ConversationStore
-from engine.types import GenerationResult, ImagePart, Part, TextPart, Turn
+from engine.types import GenerationOptions, GenerationResult, ImagePart, Part, TextPart, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,10 @@ class ConversationService:
             await self._db(self.store.put_image, uid, image.sha256, image.png)
         dialogue = [*await self._db(self.store.context, uid), user_turn]
         embeddings = await self._embeddings(dialogue, images)
-        result = await self._generate(dialogue, embeddings, progress)
+        # A turn that brings images is about them: describe or answer, never search instead
+        # (searching by an image is /similar). Text-only turns may retrieve.
+        options = GenerationOptions(allow_retrieval=not images)
+        result = await self._generate(dialogue, embeddings, options, progress)
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
             hits = await self._search(uid, result.query, fresh=True)
@@ -231,16 +234,16 @@ class ConversationService:
 
     async def _generate(
         self, dialogue: list[Turn], embeddings: dict[str, np.ndarray],
-        progress: ProgressFn | None,
+        options: GenerationOptions, progress: ProgressFn | None,
     ) -> GenerationResult:
         if progress is None:
-            return await self._model(self.engine.generate, dialogue, embeddings)
+            return await self._model(self.engine.generate, dialogue, embeddings, options)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[object] = asyncio.Queue()
 
         def produce() -> None:
             try:
-                for piece in self.engine.stream(dialogue, embeddings):
+                for piece in self.engine.stream(dialogue, embeddings, options):
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except BaseException as exc:  # handed to the event loop side, raised there
                 loop.call_soon_threadsafe(pieces.put_nowait, _Failure(exc))

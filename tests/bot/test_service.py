@@ -53,6 +53,15 @@ async def test_ret_search_then_more_without_repeats(service: ConversationService
     assert (await service.more(ALICE)).text == "No more results for that search."
 
 
+async def test_a_photo_is_described_even_when_its_caption_asks_to_find(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    reply = await service.ask(ALICE, "show me what is in this photo", [jpeg()])
+    assert reply.text.startswith("I see 1 image") and not reply.hits
+    text_only = await service.ask(ALICE, "now show me airports")
+    assert len(text_only.hits) == TEST_BOT.search_results
+
+
 async def test_forced_search_and_similar(service: ConversationService, engine: FakeEngine) -> None:
     reply = await service.search(ALICE, "harbour")
     assert reply.hits and reply.hits[0].score >= reply.hits[-1].score

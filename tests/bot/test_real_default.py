@@ -1,0 +1,56 @@
+"""The shipped default, end to end through the conversation service: the real embedded weights
+and trained bridge, a fresh SQLite store, the seed gallery indexed on first start.
+
+An image goes in and a description comes out; a text request and "more like this" bring back
+gallery images; a follow-up question sees the image from the earlier turn."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_service
+from bot.config import load_config
+from bot.service import ConversationService, UserRef
+from tests.bot.conftest import TEST_BOT
+from tests.paths import RSICD_IMAGES
+
+pytestmark = pytest.mark.real_weights
+
+SEED = Path(__file__).resolve().parents[2] / "gallery" / "default"
+USER = UserRef("test", "e2e")
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[ConversationService]:
+    config = load_config()
+    store = dataclasses.replace(config.store, data_dir=str(tmp_path))
+    service = build_service(dataclasses.replace(config, store=store, bot=TEST_BOT))
+    yield service
+    service.close()
+
+
+async def test_image_in_description_out_then_follow_up(service: ConversationService) -> None:
+    reply = await service.ask(USER, "", [(RSICD_IMAGES / "00001.jpg").read_bytes()])
+    assert len(reply.text.split()) >= 3 and "[RET]" not in reply.text
+    follow_up = await service.ask(USER, "What kind of scene is this?")
+    assert follow_up.text.strip() and follow_up.text != reply.text
+    history = (await service.history(USER)).splitlines()
+    assert len(history) == 4 and history[0].startswith("You: [image]"), history
+
+
+async def test_text_search_returns_matching_gallery_images(service: ConversationService) -> None:
+    reply = await service.search(USER, "an airport with runways and planes")
+    scores = [hit.score for hit in reply.hits]
+    assert len(reply.hits) == TEST_BOT.search_results and scores == sorted(scores, reverse=True)
+    assert all(hit.path.is_file() for hit in reply.hits)
+    assert "airport" in [hit.label for hit in reply.hits], [h.label for h in reply.hits]
+
+
+async def test_more_like_this_finds_the_same_scene_first(service: ConversationService) -> None:
+    reply = await service.similar(USER, (SEED / "airport_349.jpg").read_bytes())
+    best = reply.hits[0]
+    assert best.label == "airport" and best.score > 0.99, (best.label, best.score)
