@@ -36,14 +36,11 @@ def _k1(c: AppConfig) -> AppConfig:
     return replace(c, engine=replace(c.engine, bridge=replace(c.engine.bridge, prefix_tokens=1)))
 
 
-def _imagenet(c: AppConfig) -> AppConfig:
-    vision = replace(c.engine.vision, weights="imagenet", feature="pooled")
-    return replace(c, engine=replace(c.engine, vision=vision))
-
-
-def _pooled(c: AppConfig) -> AppConfig:
-    vision = replace(c.engine.vision, feature="pooled")
-    return replace(c, engine=replace(c.engine, vision=vision))
+def _vision(**changes: str) -> Variant:
+    """A variant that changes only the image encoder settings."""
+    def variant(c: AppConfig) -> AppConfig:
+        return replace(c, engine=replace(c.engine, vision=replace(c.engine.vision, **changes)))
+    return variant
 
 
 def _no_retrieval(c: AppConfig) -> AppConfig:
@@ -53,15 +50,15 @@ def _no_retrieval(c: AppConfig) -> AppConfig:
 VARIANTS: dict[str, Variant] = {
     "shipped": lambda c: c,
     "k=1": _k1,
-    "ImageNet encoder": _imagenet,
+    "ImageNet encoder": _vision(weights="imagenet", feature="pooled"),
     "no retrieval loss": _no_retrieval,
-    "adapted encoder, pooled": _pooled,
+    "adapted encoder, pooled": _vision(feature="pooled"),
 }
 
 
 def run_variant(name: str, config: AppConfig, args: argparse.Namespace) -> dict[str, float]:
     from engine import create_engine
-    from engine.training.data import load_sources
+    from engine.training.data import evaluation_records
     from engine.training.evaluate import evaluate
     from engine.training.pipeline import run_bridge_training
 
@@ -70,8 +67,8 @@ def run_variant(name: str, config: AppConfig, args: argparse.Namespace) -> dict[
     bridge = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
     engine_config = replace(config.engine,
                             bridge=replace(config.engine.bridge, weights=str(bridge)))
-    records = sorted(load_sources(config.train.sources, "val"), key=lambda r: r.path.name)
-    report = evaluate(create_engine(engine_config), records[:args.val])
+    records = evaluation_records(config.train.sources, "val", args.val)
+    report = evaluate(create_engine(engine_config), records)
     (out / "val.json").write_text(json.dumps(report.to_json(), indent=1))
     return report.metrics
 

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROJECT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PROJECT / "configs" / "default.yaml"
+SEED_GALLERY = PROJECT / "gallery" / "default"
+SHARED_DATA = PROJECT.parent / "shared" / "data"
 RSICD = SHARED_DATA / "rsicd"
 RSICD_IMAGES = RSICD / "images"

@@ -23,15 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine import create_engine
     from engine.training.config import DatasetSource
-    from engine.training.data import load_sources
+    from engine.training.data import evaluation_records
     from engine.training.evaluate import evaluate, markdown_table
 
     config = load_config(args.config)
     sources = config.train.sources
     if args.annotations:
         sources = (DatasetSource("eval", args.annotations, args.images or "."),)
-    records = load_sources(sources, args.split)
-    records = sorted(records, key=lambda r: r.path.name)[:args.limit]
+    records = evaluation_records(sources, args.split, args.limit)
     report = evaluate(create_engine(config.engine), records)
     print(markdown_table(report.metrics))
     for r in records[:args.examples]:

@@ -51,6 +51,12 @@ def load_sources(sources: Sequence[DatasetSource], split: str | None = None,
     return items
 
 
+def evaluation_records(sources: Sequence[DatasetSource], split: str,
+                       limit: int | None = None) -> list[CaptionedImage]:
+    """The split's first ``limit`` images in file-name order: what `capret eval` scores."""
+    return sorted(load_sources(sources, split), key=lambda r: r.path.name)[:limit]
+
+
 def load_source(source: DatasetSource, split: str | None = None, check_files: bool = True
                 ) -> list[CaptionedImage]:
     """One annotation file's images (the split given, or all), bad records skipped."""

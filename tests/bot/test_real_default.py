@@ -16,11 +16,10 @@ from bot.app import build_service
 from bot.config import load_config
 from bot.service import ConversationService, UserRef
 from tests.bot.conftest import TEST_BOT
-from tests.paths import RSICD_IMAGES
+from tests.paths import RSICD_IMAGES, SEED_GALLERY
 
 pytestmark = pytest.mark.real_weights
 
-SEED = Path(__file__).resolve().parents[2] / "gallery" / "default"
 USER = UserRef("test", "e2e")
 
 
@@ -51,6 +50,6 @@ async def test_text_search_returns_matching_gallery_images(service: Conversation
 
 
 async def test_more_like_this_finds_the_same_scene_first(service: ConversationService) -> None:
-    reply = await service.similar(USER, (SEED / "airport_349.jpg").read_bytes())
+    reply = await service.similar(USER, (SEED_GALLERY / "airport_349.jpg").read_bytes())
     best = reply.hits[0]
     assert best.label == "airport" and best.score > 0.99, (best.label, best.score)

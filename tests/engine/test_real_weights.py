@@ -10,9 +10,7 @@ from bot.config import load_config
 from engine import create_engine
 from engine.model import RSCapRet
 from engine.types import GenerationOptions, TextPart, Turn
-from tests.paths import RSICD_IMAGES
-
-RSICD = RSICD_IMAGES
+from tests.paths import RSICD_IMAGES as RSICD
 
 pytestmark = pytest.mark.real_weights
 

@@ -11,17 +11,16 @@ import pytest
 import yaml
 
 from bot.cli import main
-from tests.paths import RSICD
+from tests.paths import DEFAULT_CONFIG, PROJECT, RSICD
 
 pytestmark = [pytest.mark.real_weights,
               pytest.mark.skipif(not RSICD.is_dir(), reason="needs the shared RSICD copy")]
-DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
 def tiny_config(folder: Path, bridge: Path | None = None) -> Path:
     """The default config with absolute paths, a tiny schedule and outputs in ``folder``."""
-    config = yaml.safe_load(DEFAULT.read_text())
-    config["engine"]["vision"]["weights"] = str(DEFAULT.parents[1] / "weights" / "encoder"
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["engine"]["vision"]["weights"] = str(PROJECT / "weights" / "encoder"
                                                 / "visual.safetensors")
     config["engine"]["bridge"]["weights"] = str(bridge) if bridge else None
     config["store"] = {"data_dir": str(folder / "data")}
