@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -12,8 +13,9 @@ from engine.config import EngineConfig
 from engine.factory import bridge_spec, resolve_device
 from engine.language import load_language
 from engine.training.config import TrainConfig
-from engine.training.data import load_sources
+from engine.training.data import CaptionedImage, load_sources
 from engine.training.features import cached_features
+from engine.training.questions import Question, questions_for, typical_classes
 from engine.training.train import TrainItem, train_bridge
 from engine.vision import build_image_encoder
 
@@ -29,7 +31,8 @@ def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
     records = load_sources(config.sources, "train")[:limit_images]
     features, records = cached_features(encoder, records, Path(config.feature_cache),
                                         config.feature_rotations)  # (R, N, D_img)
-    items = [TrainItem(features[:, i], r.captions, r.label) for i, r in enumerate(records)]
+    items = [TrainItem(features[:, i], r.captions, r.label, q)
+             for i, (r, q) in enumerate(zip(records, record_questions(records), strict=True))]
     logger.info("training on %d images, %d captions", len(items),
                 sum(len(i.captions) for i in items))
     lm = load_language(engine_config.language, device)
@@ -41,3 +44,10 @@ def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
     out_dir = Path(config.out_dir)
     train_bridge(items, lm, bridge, engine_config, config, out_dir, max_steps)
     return out_dir / "bridge"
+
+
+def record_questions(records: Sequence[CaptionedImage]) -> list[tuple[Question, ...]]:
+    """Each record's grounded questions; 'typical of a class' is judged over ``records``."""
+    typical = typical_classes((r.captions, r.label) for r in records)
+    labels = sorted({r.label for r in records if r.label})
+    return [tuple(questions_for(r.key, r.captions, r.label, typical, labels)) for r in records]
