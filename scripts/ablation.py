@@ -64,7 +64,7 @@ def run_variant(name: str, config: AppConfig, args: argparse.Namespace) -> dict[
 
     out = Path(args.out) / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     train = replace(config.train, out_dir=str(out))
-    bridge = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
+    bridge = run_bridge_training(config.engine, train, args.limit_images, args.max_steps).folder
     engine_config = replace(config.engine,
                             bridge=replace(config.engine.bridge, weights=str(bridge)))
     records = evaluation_records(config.train.sources, "val", args.val)

@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, out_dir=args.out)
     if args.epochs:
         train = dataclasses.replace(train, epochs=args.epochs)
-    folder = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
-    print(f"bridge written to {folder}")
-    print(f"use it: set engine.bridge.weights: {folder} in your config")
+    run = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
+    for stage, minutes in run.minutes.items():
+        print(f"{stage}: {minutes:.1f} min wall time")
+    print(f"bridge written to {run.folder}")
+    print(f"use it: set engine.bridge.weights: {run.folder} in your config")
     return 0

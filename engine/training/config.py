@@ -38,6 +38,8 @@ class EncoderTrainConfig:
     cached_views: int = 4
     # Where the frozen early-trunk maps are cached between runs.
     feature_cache: str = "runs/cache"
+    # Steps between checkpoints (a restarted run resumes from the newest).
+    checkpoint_every: int = 25
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,15 +24,26 @@ from engine.vision import build_image_encoder
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """Where the bridge was written and the wall time of each stage (minutes)."""
+
+    folder: Path
+    minutes: dict[str, float]
+
+
 def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
-                        limit_images: int | None = None, max_steps: int | None = None) -> Path:
-    """Train a fresh bridge for the configured encoder and LM; returns the bridge folder."""
+                        limit_images: int | None = None, max_steps: int | None = None
+                        ) -> TrainingRun:
+    """Train a fresh bridge for the configured encoder and LM (resuming a stopped run)."""
     torch.manual_seed(config.seed)
     device = resolve_device(engine_config.device)
     encoder = build_image_encoder(engine_config.vision, device)
     records = load_sources(config.sources, "train")[:limit_images]
+    started = time.monotonic()
     features, records = cached_features(encoder, records, Path(config.feature_cache),
                                         config.feature_rotations)  # (R, N, D_img)
+    minutes = {"features": (time.monotonic() - started) / 60}
     items = [TrainItem(features[:, i], r.captions, r.label, q)
              for i, (r, q) in enumerate(zip(records, record_questions(records), strict=True))]
     logger.info("training on %d images, %d captions", len(items),
@@ -42,8 +55,10 @@ def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
     # [RET] starts as an average token rather than noise.
     bridge.init_ret_rows(lm.model.get_input_embeddings().weight.mean(0).detach())
     out_dir = Path(config.out_dir)
+    started = time.monotonic()
     train_bridge(items, lm, bridge, engine_config, config, out_dir, max_steps)
-    return out_dir / "bridge"
+    minutes["bridge"] = (time.monotonic() - started) / 60  # since this (re)start
+    return TrainingRun(out_dir / "bridge", minutes)
 
 
 def record_questions(records: Sequence[CaptionedImage]) -> list[tuple[Question, ...]]:
