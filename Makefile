@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install prepare run test check lint typecheck bench clean
+.PHONY: install prepare run test check lint typecheck bench retrain clean
 
 install: $(STAMP) java prepare
 
@@ -47,6 +47,12 @@ check: lint typecheck
 
 test: install check
 	$(BIN)/python -m pytest -q
+
+# The whole recipe of the embedded default: encoder adaptation, then features and the bridge
+# on the fresh encoder. Checkpointed: run it again after a stop and it resumes.
+retrain: install
+	$(BIN)/capret train-encoder
+	$(BIN)/capret train --encoder runs/encoder/visual.safetensors
 
 bench: install
 	$(BIN)/python scripts/bench_store.py
