@@ -71,6 +71,19 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class BatchingConfig:
+    """Continuous batching and cross-turn KV reuse of the hf backend (engine/batching.py)."""
+
+    # Most rows one decode step runs (a beam request takes num_beams rows); newcomers wait.
+    max_rows: int = 16
+    # How long a step waits for the other active conversations to ask for theirs, in ms.
+    join_wait_ms: float = 2.0
+    # Cross-turn KV cache: conversations kept (LRU) and their total size in MiB.
+    kv_cache_conversations: int = 64
+    kv_cache_mb: float = 256.0
+
+
+@dataclass(frozen=True)
 class VllmConfig:
     """Where the vLLM servers are (backend "vllm" only)."""
 
@@ -93,6 +106,7 @@ class EngineConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VllmConfig = field(default_factory=VllmConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     # "auto" picks CUDA when available.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # CPU threads for torch; 0 leaves torch's default.

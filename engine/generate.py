@@ -28,6 +28,8 @@ class DecodeSettings:
     ret_id: int
     eos_ids: frozenset[int]
     seed: int | None = None
+    # Conversation key for reusing its KV across turns; None = no reuse.
+    session: str | None = None
 
 
 @dataclass(frozen=True)

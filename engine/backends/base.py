@@ -22,6 +22,10 @@ class Backend(Protocol):
         """From prompt embeddings (T, D): token ids as chosen, then ``Finished``."""
         ...
 
+    def forget_session(self, session: str) -> None:
+        """Drop any state kept for ``session`` (a cross-turn KV cache); no-op when none."""
+        ...
+
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
         ...
