@@ -28,7 +28,13 @@ from transformers import DynamicCache
 from engine.bridge import Bridge
 from engine.config import BatchingConfig
 from engine.kv_cache import (
-    ConversationCache, Layers, cat_rows, from_cache, left_pad, select_rows, slice_positions,
+    ConversationCache,
+    Layers,
+    cat_rows,
+    from_cache,
+    left_pad,
+    select_rows,
+    slice_positions,
     to_cache,
 )
 from engine.language import LanguageModel
