@@ -168,9 +168,9 @@ class ContinuousBatcher:
         self._drop_rows(req)
         reused, past = (0, None) if req.session is None else self.cache.lookup(req.session, embeds)
         config = self.lm.model.config
-        cache = DynamicCache(config=config) if past is None else to_cache(past, config)
+        start = DynamicCache(config=config) if past is None else to_cache(past, config)
         positions = torch.arange(reused, len(embeds), device=embeds.device)[None]  # (1, T')
-        hidden, cache = self.lm.hidden(embeds[reused:][None], past=cache, positions=positions)
+        hidden, cache = self.lm.hidden(embeds[reused:][None], past=start, positions=positions)
         layers = from_cache(cache)  # type: ignore[arg-type]  # (1, H, T, d)
         if rows > 1:
             layers = select_rows(layers, torch.zeros(rows, dtype=torch.long))

@@ -28,7 +28,7 @@ def to_cache(layers: Layers, config: PretrainedConfig) -> DynamicCache:
 
 def from_cache(cache: DynamicCache) -> Layers:
     """The per-layer tensors a transformers cache holds after a forward pass."""
-    return tuple((layer.keys, layer.values) for layer in cache.layers)  # type: ignore[misc]
+    return tuple((layer.keys, layer.values) for layer in cache.layers)  # type: ignore[union-attr]
 
 
 def select_rows(layers: Layers, rows: torch.Tensor) -> Layers:
