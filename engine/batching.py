@@ -127,12 +127,15 @@ class ContinuousBatcher:
         with self._cv:
             while not self._queue:
                 self._cv.wait()
-            deadline = time.monotonic() + self.config.join_wait_ms / 1000
-            while not self._everyone_asked() and time.monotonic() < deadline:
-                self._cv.wait(max(deadline - time.monotonic(), 0.0))
-            taken = self._admissible()
-            self._queue = [job for job in self._queue if job not in taken]
-            return taken
+            while True:
+                deadline = time.monotonic() + self.config.join_wait_ms / 1000
+                while not self._everyone_asked() and time.monotonic() < deadline:
+                    self._cv.wait(max(deadline - time.monotonic(), 0.0))
+                taken = self._admissible()
+                if taken:
+                    self._queue = [job for job in self._queue if job not in taken]
+                    return taken
+                self._cv.wait()  # only prefills that do not fit yet: wait for a step or leave
 
     def _everyone_asked(self) -> bool:
         asking = {id(job.request) for job in self._queue}
@@ -270,6 +273,8 @@ class ContinuousBatcher:
         span = self._drop_rows(req)
         if req.session is None or req.prompt is None or req.rows != 1:
             return
+        if span is None and req.layers is None:
+            return  # its rows were lost with a failed step: nothing to keep
         if span is not None:
             assert self._layers is not None
             row = torch.tensor([span[0]])

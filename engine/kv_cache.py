@@ -28,7 +28,8 @@ def to_cache(layers: Layers, config: PretrainedConfig) -> DynamicCache:
 
 def from_cache(cache: DynamicCache) -> Layers:
     """The per-layer tensors a transformers cache holds after a forward pass."""
-    return tuple((layer.keys, layer.values) for layer in cache.layers)  # type: ignore[union-attr]
+    pairs = [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[union-attr]
+    return tuple(pairs)  # type: ignore[arg-type]
 
 
 def select_rows(layers: Layers, rows: torch.Tensor) -> Layers:
