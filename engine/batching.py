@@ -84,6 +84,7 @@ class ContinuousBatcher:
         self._layers: Layers | None = None  # (B, H, L, d) per layer, left-padded
         self._mask = torch.zeros(0, 0, dtype=torch.long)  # (B, L) 1 = real position
         self._stale = False  # rows left the batch since it was composed
+        self._last_step_s = 0.0  # duration of the last shared step
         self._thread: threading.Thread | None = None
         self.largest_batch = 0  # rows in the widest step so far (tests, benchmarks)
 
@@ -128,7 +129,7 @@ class ContinuousBatcher:
             while not self._queue:
                 self._cv.wait()
             while True:
-                deadline = time.monotonic() + self.config.join_wait_ms / 1000
+                deadline = time.monotonic() + self._join_wait_s()
                 while not self._everyone_asked() and time.monotonic() < deadline:
                     self._cv.wait(max(deadline - time.monotonic(), 0.0))
                 taken = self._admissible()
@@ -136,6 +137,10 @@ class ContinuousBatcher:
                     self._queue = [job for job in self._queue if job not in taken]
                     return taken
                 self._cv.wait()  # only prefills that do not fit yet: wait for a step or leave
+
+    def _join_wait_s(self) -> float:
+        return max(self.config.join_wait_ms / 1000,
+                   self.config.join_wait_step_fraction * self._last_step_s)
 
     def _everyone_asked(self) -> bool:
         asking = {id(job.request) for job in self._queue}
@@ -162,7 +167,9 @@ class ContinuousBatcher:
                 job.result = self._prefill(job.request, job.payload[0], int(job.payload[1]))
         steps = [job for job in jobs if job.kind == "step"]
         if steps:
+            started = time.monotonic()
             self._step(steps)
+            self._last_step_s = time.monotonic() - started
 
     def _prefill(self, req: _Request, embeds: torch.Tensor, rows: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -76,8 +76,11 @@ class BatchingConfig:
 
     # Most rows one decode step runs (a beam request takes num_beams rows); newcomers wait.
     max_rows: int = 16
-    # How long a step waits for the other active conversations to ask for theirs, in ms.
-    join_wait_ms: float = 2.0
+    # How long a step waits for the other active conversations to ask for theirs: the larger
+    # of join_wait_ms and this fraction of the last step's time. A row that misses a step
+    # costs a step of its own and two KV copies, so waiting briefly is cheaper.
+    join_wait_ms: float = 5.0
+    join_wait_step_fraction: float = 0.5
     # Cross-turn KV cache: conversations kept (LRU) and their total size in MiB.
     kv_cache_conversations: int = 64
     kv_cache_mb: float = 256.0

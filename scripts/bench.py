@@ -288,19 +288,25 @@ def measure(args: argparse.Namespace, save: Callable[[dict[str, float]], None]
     engine = create_engine(load_config(args.config).engine)
     assert isinstance(engine.backend, HfBackend)
     pics = images(64)
-    steps: list[Callable[[], dict[str, float]]] = [
-        lambda: concurrency(engine, pics, 8, 8 if q else 30),
-        lambda: turns(engine, pics, 20, 8 if q else 16),
-        lambda: overhead(engine, pics[:3 if q else 6], 12 if q else 30),
-        lambda: caption_p50(engine, pics[:3 if q else 11]),
-        lambda: encode_rate(engine, pics[:16 if q else 64]),
-        lambda: gallery(100_000 if q else 1_000_000),
-        lambda: bot_latency(50, 3 if q else 10),
-        lambda: peak_rss(8, 2 if q else 10),
-        lambda: cold_start(1 if q else 4),
-    ]
+    steps: dict[str, Callable[[], dict[str, float]]] = {
+        "concurrency": lambda: concurrency(engine, pics, 8, 20 if q else 30),
+        "turns": lambda: turns(engine, pics, 20, 8 if q else 16),
+        "overhead": lambda: overhead(engine, pics[:3 if q else 6], 12 if q else 30),
+        "caption": lambda: caption_p50(engine, pics[:3 if q else 11]),
+        "encode": lambda: encode_rate(engine, pics[:16 if q else 64]),
+        "gallery": lambda: gallery(100_000 if q else 1_000_000),
+        "bot": lambda: bot_latency(50, 3 if q else 10),
+        "rss": lambda: peak_rss(8, 2 if q else 10),
+        "cold": lambda: cold_start(1 if q else 4),
+    }
     figures: dict[str, float] = {}
-    for step in steps:
+    if args.only:  # re-measure some figures, keep the others of the earlier run
+        earlier = json.loads(args.out.read_text())
+        figures = {k: v for k, v in earlier.items() if isinstance(v, float | int)
+                   and not isinstance(v, bool)}
+    for name, step in steps.items():
+        if args.only and name not in args.only:
+            continue
         started = time.perf_counter()
         found = step()
         figures.update(found)
@@ -351,6 +357,9 @@ def main() -> int:
     parser.add_argument("--readme", action="store_true", help="rewrite README's table")
     parser.add_argument("--from-json", action="store_true",
                         help="measure nothing: only rewrite README's table from --out")
+    parser.add_argument("--only", nargs="+", metavar="STEP",
+                        help="re-measure these steps (concurrency, turns, overhead, caption, "
+                             "encode, gallery, bot, rss, cold) into the existing --out")
     parser.add_argument("--load-child", type=int, nargs=2, metavar=("USERS", "TURNS"),
                         help=argparse.SUPPRESS)  # the peak_rss measurement's own process
     args = parser.parse_args()
