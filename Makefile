@@ -54,9 +54,9 @@ retrain: install
 	$(BIN)/capret train-encoder
 	$(BIN)/capret train --encoder runs/encoder/visual.safetensors
 
+# Every figure of the performance issue in one run: bench/results.json (+ README's table).
 bench: install
-	$(BIN)/python scripts/bench_store.py
-	$(BIN)/python scripts/bench_bot.py
+	$(BIN)/python scripts/bench.py --readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

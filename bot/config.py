@@ -31,8 +31,10 @@ class BotConfig:
     rate_limit_messages: int = 8
     rate_limit_window_s: float = 10.0
     max_queued_per_chat: int = 5
-    # How many model calls run at once (each runs in a worker thread).
-    max_concurrent_model_calls: int = 2
+    # How many model calls run at once (each runs in a worker thread). The hf backend batches
+    # concurrent generations into shared decode steps, so this is how many conversations
+    # decode together, not how many cores are busy.
+    max_concurrent_model_calls: int = 8
     # Telegram user ids allowed to talk to the bot; empty = everyone.
     allowed_user_ids: tuple[int, ...] = ()
     # "typing…" is shown once a reply takes longer than this (quicker ones need no indicator).

@@ -48,6 +48,10 @@ class EnginePort(Protocol):
         """Force [RET] after the dialogue; the normalised query vector, (shared_dim,)."""
         ...
 
+    def forget_session(self, session: str) -> None:
+        """Drop what the engine keeps of a conversation between turns (its KV cache)."""
+        ...
+
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Images' vectors in the shared space, (N, shared_dim), normalised ("more like this")."""
         ...

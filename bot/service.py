@@ -84,7 +84,7 @@ class ConversationService:
         embeddings = await self._embeddings(dialogue, images)
         # A turn that brings images is about them: describe or answer, never search instead
         # (searching by an image is /similar). Text-only turns may retrieve.
-        options = GenerationOptions(allow_retrieval=not images)
+        options = GenerationOptions(allow_retrieval=not images, session=_session(uid))
         result = await self._generate(dialogue, embeddings, options, progress)
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
@@ -144,6 +144,7 @@ class ConversationService:
     async def reset(self, user: UserRef) -> str:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
         await self._db(self.store.reset, uid)
+        self.engine.forget_session(_session(uid))
         return "New conversation started: earlier images and messages are no longer in context."
 
     async def history(self, user: UserRef) -> str:
@@ -160,6 +161,7 @@ class ConversationService:
     async def forget(self, user: UserRef) -> str:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
         await self._db(self.store.forget, uid)
+        self.engine.forget_session(_session(uid))
         return "Done: I deleted everything I kept about you."
 
     async def about(self) -> str:
@@ -282,6 +284,11 @@ async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> Gener
     if failure is not None:
         raise failure
     return result if result is not None else GenerationResult(text)
+
+
+def _session(uid: int) -> str:
+    """The engine's key for a user's conversation (its cross-turn KV cache)."""
+    return f"user-{uid}"
 
 
 def _found_text(hits: Sequence[Hit]) -> str:

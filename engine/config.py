@@ -79,6 +79,22 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class BatchingConfig:
+    """Continuous batching and cross-turn KV reuse of the hf backend (engine/batching.py)."""
+
+    # Most rows one decode step runs (a beam request takes num_beams rows); newcomers wait.
+    max_rows: int = 16
+    # How long a step waits for the other active conversations to ask for theirs: the larger
+    # of join_wait_ms and this fraction of the last step's time. A row that misses a step
+    # costs a step of its own and two KV copies, so waiting briefly is cheaper.
+    join_wait_ms: float = 5.0
+    join_wait_step_fraction: float = 0.5
+    # Cross-turn KV cache: conversations kept (LRU) and their total size in MiB.
+    kv_cache_conversations: int = 64
+    kv_cache_mb: float = 256.0
+
+
+@dataclass(frozen=True)
 class VllmConfig:
     """Where the vLLM servers are (backend "vllm" only)."""
 
@@ -101,6 +117,7 @@ class EngineConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VllmConfig = field(default_factory=VllmConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     # "auto" picks CUDA when available.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # CPU threads for torch; 0 leaves torch's default.

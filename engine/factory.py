@@ -63,5 +63,5 @@ def build_bridge(config: BridgeConfig, spec: BridgeSpec) -> tuple[Bridge, str]:
 
 def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Backend:
     if config.backend == "hf":
-        return HfBackend(lm, bridge)
+        return HfBackend(lm, bridge, config.batching)
     raise ValueError(f"backend {config.backend!r} is not available yet (known: 'hf')")

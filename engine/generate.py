@@ -30,6 +30,8 @@ class DecodeSettings:
     seed: int | None = None
     # Beam scores are divided by length ** length_penalty (> 1 favours longer descriptions).
     length_penalty: float = 1.0
+    # Conversation key for reusing its KV across turns; None = no reuse.
+    session: str | None = None
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,10 @@ class RSCapRet:
         opts = dataclasses.replace(options or GenerationOptions(), allow_retrieval=False)
         return self.generate([turn], {"image": embedding}, opts).text
 
+    def forget_session(self, session: str) -> None:
+        """Drop what the backend keeps of a conversation (``/reset``, ``/forget``)."""
+        self.backend.forget_session(session)
+
     @property
     def _device(self) -> torch.device:
         return next(self.bridge.parameters()).device
@@ -174,4 +178,5 @@ class RSCapRet:
             eos_ids=frozenset(self.lm.eos_ids),
             seed=options.seed,
             length_penalty=g.length_penalty,
+            session=options.session,
         )

@@ -45,6 +45,8 @@ class GenerationOptions:
     seed: int | None = None
     # False forbids [RET] (a pure captioning request); True allows the model to retrieve.
     allow_retrieval: bool = True
+    # The conversation this turn belongs to: the backend may keep its KV for the next turn.
+    session: str | None = None
 
 
 @dataclass(frozen=True)

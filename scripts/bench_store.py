@@ -43,7 +43,8 @@ def bench_turns(turns: int, image_every: int) -> None:
             store.repo.append_turn(user, "user" if i % 2 == 0 else "assistant", parts)
             times.append((time.perf_counter() - start) * 1000)
         store.close()
-    print(f"append_turn on SQLite (WAL, synchronous=FULL), {turns} turns, an image every "
+    print(f"append_turn on SQLite (WAL, synchronous={StoreConfig().sqlite_synchronous}), "
+          f"{turns} turns, an image every "
           f"{image_every}: p50 {percentile(times, 50):.2f} ms, p99 {percentile(times, 99):.2f} ms")
 
 

@@ -37,6 +37,10 @@ class StoreConfig:
     database_file: str = "capret.sqlite3"
     # How long a writer waits for a locked database before failing, in seconds.
     busy_timeout_s: float = 30.0
+    # SQLite durability (store/db.py): NORMAL (WAL, no fsync per commit) keeps every
+    # acknowledged turn across a process kill but may lose the last ones on a power cut;
+    # FULL fsyncs each commit (power-cut safe, a disk flush per turn).
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Apply pending schema migrations on start (else refuse to run on an old schema).
     auto_upgrade: bool = True
     gallery: GalleryConfig = field(default_factory=GalleryConfig)

@@ -59,7 +59,8 @@ def open_store(config: StoreConfig, database_url_: str | None = None,
     """
     data = Path(config.data_dir)
     data.mkdir(parents=True, exist_ok=True)
-    db = Database(database_url(config, database_url_), config.busy_timeout_s)
+    db = Database(database_url(config, database_url_), config.busy_timeout_s,
+                  config.sqlite_synchronous)
     try:
         if check_schema(db) == "behind":
             if not (config.auto_upgrade if upgrade_schema is None else upgrade_schema):

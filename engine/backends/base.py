@@ -27,6 +27,10 @@ class Backend(Protocol):
         """Greedy token ids for each prompt (T_i, D), decoded side by side; no [RET]."""
         ...
 
+    def forget_session(self, session: str) -> None:
+        """Drop any state kept for ``session`` (a cross-turn KV cache); no-op when none."""
+        ...
+
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
         ...

@@ -1,4 +1,8 @@
-"""The transformers backend: in-process forward passes on CPU or CUDA, with a KV cache."""
+"""The transformers backend: in-process forward passes on CPU or CUDA, with a KV cache.
+
+``decode`` runs every request through one ``ContinuousBatcher``: concurrent conversations
+share each decode step, and a conversation's KV is reused by its next turn.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import torch
 from transformers import DynamicCache
 
 from engine.backends.hf_batch import greedy_batch
+from engine.batching import BatchedStepper, ContinuousBatcher
 from engine.bridge import Bridge
+from engine.config import BatchingConfig
 from engine.generate import DecodeEvent, DecodeSettings, decode
 from engine.language import LanguageModel
 
@@ -49,18 +55,37 @@ class HfStepper:
 class HfBackend:
     """Runs the frozen LM with transformers in this process."""
 
-    def __init__(self, lm: LanguageModel, bridge: Bridge) -> None:
+    def __init__(self, lm: LanguageModel, bridge: Bridge,
+                 batching: BatchingConfig | None = None) -> None:
         self.lm = lm
         self.bridge = bridge
+        self.batcher = ContinuousBatcher(lm, bridge, batching or BatchingConfig())
 
     @torch.inference_mode()
     def decode(self, embeds: torch.Tensor, settings: DecodeSettings) -> Iterator[DecodeEvent]:
+        stepper = BatchedStepper(self.batcher, settings.session)
+        try:
+            yield from decode(stepper, embeds, settings)
+        finally:
+            stepper.close()
+
+    @torch.inference_mode()
+    def decode_alone(self, embeds: torch.Tensor, settings: DecodeSettings
+                     ) -> Iterator[DecodeEvent]:
+        """``decode`` outside the batch, prefilling everything: the reference it must match."""
         yield from decode(HfStepper(self.lm, self.bridge), embeds, settings)
 
     def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
                      ) -> list[list[int]]:
         """Greedy ids for several prompts at once (descriptions and answers, no [RET])."""
         return greedy_batch(self.lm, self.bridge, sequences, settings)
+    def forget_session(self, session: str) -> None:
+        self.batcher.cache.drop(session)
+
+    def set_bridge(self, bridge: Bridge) -> None:
+        """New bridge weights: cached KV was built with the old [RET] row and image prefixes."""
+        self.bridge = self.batcher.bridge = bridge
+        self.batcher.cache.clear()
 
     @torch.inference_mode()
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:

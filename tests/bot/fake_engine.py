@@ -40,6 +40,8 @@ class FakeEngine:
         self.fail_next: Exception | None = None
         self.last_dialogue: list[Turn] = []
         self.last_embeddings: dict[str, np.ndarray] = {}
+        self.last_options: GenerationOptions | None = None
+        self.forgotten: list[str] = []
         self._lock = threading.Lock()
         rng = np.random.default_rng(0)
         self._projection = rng.standard_normal((self.image_dim, self.shared_dim)).astype(np.float32)
@@ -55,6 +57,9 @@ class FakeEngine:
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         return np.stack([_unit(row @ self._projection) for row in image_embeddings])
+
+    def forget_session(self, session: str) -> None:
+        self.forgotten.append(session)
 
     def retrieve(
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
@@ -80,6 +85,7 @@ class FakeEngine:
             self.generate_calls += 1
             self.last_dialogue = list(dialogue)
             self.last_embeddings = dict(image_embeddings)
+            self.last_options = options
             failure, self.fail_next = self.fail_next, None
         if self.delay_s:
             time.sleep(self.delay_s)

@@ -122,6 +122,19 @@ async def test_reset_history_export_forget(service: ConversationService) -> None
     assert "Gallery: 12 images" in about and "fake-encoder" in about
 
 
+async def test_turns_name_their_session_and_reset_or_forget_drop_it(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "what is this?", [jpeg()])
+    assert engine.last_options is not None and engine.last_options.session is not None
+    session = engine.last_options.session
+    await service.reset(ALICE)
+    await service.ask(ALICE, "and now?")
+    assert engine.last_options.session == session  # the same user keeps one key
+    await service.forget(ALICE)
+    assert engine.forgotten == [session, session]
+
+
 async def test_state_survives_a_new_service(engine: FakeEngine, state: MemoryState) -> None:
     first = ConversationService(engine, MemoryStore(state), TEST_BOT)
     await first.ask(ALICE, "", [jpeg()])
