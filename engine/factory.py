@@ -64,4 +64,8 @@ def build_bridge(config: BridgeConfig, spec: BridgeSpec) -> tuple[Bridge, str]:
 def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Backend:
     if config.backend == "hf":
         return HfBackend(lm, bridge)
-    raise ValueError(f"backend {config.backend!r} is not available yet (known: 'hf')")
+    if config.backend == "vllm":
+        from engine.backends.vllm_connect import connect_vllm  # only when configured
+
+        return connect_vllm(config.vllm, lm, bridge)
+    raise ValueError(f"unknown backend {config.backend!r} (known: 'hf', 'vllm')")
