@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any
 
+from engine.backends.errors import BackendUnavailableError
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ class VllmError(RuntimeError):
     """Something went wrong talking to a vLLM server; the message says what and where."""
 
 
-class VllmUnavailableError(VllmError):
+class VllmUnavailableError(VllmError, BackendUnavailableError):
     """The server cannot be reached, or it went away in the middle of a request."""
 
 

@@ -107,16 +107,24 @@ class ServerPair:
         for role, url in self.urls.items():  # else /health would be answered by the other
             if _healthy(url):
                 raise RuntimeError(f"{url} is already taken by a running server ({role} port)")
-        roles: tuple[Literal["generate", "pooling"], ...] = ("generate", "pooling")
-        for role in roles:
-            log = open(self.log_dir / f"vllm-{role}.log", "ab")  # noqa: SIM115 (closed in stop)
-            self._logs.append(log)
-            self.processes[role] = subprocess.Popen(
-                server_argv(self.settings, role), env=server_env(self.settings),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-            logger.info("started vLLM %s server (pid %d) on %s", role,
-                        self.processes[role].pid, self.urls[role])
+        self.spawn("generate")
+        self.spawn("pooling")
+
+    def spawn(self, role: Literal["generate", "pooling"]) -> None:
+        """Start one server, in its own process group, logging to ``log_dir``."""
+        log = open(self.log_dir / f"vllm-{role}.log", "ab")  # noqa: SIM115 (closed in stop)
+        self._logs.append(log)
+        self.processes[role] = subprocess.Popen(
+            server_argv(self.settings, role), env=server_env(self.settings),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        logger.info("started vLLM %s server (pid %d) on %s", role,
+                    self.processes[role].pid, self.urls[role])
+
+    def kill(self, role: str) -> None:
+        """SIGKILL one server's process group at once, as a crash would."""
+        _signal_group(self.processes[role], signal.SIGKILL)
+        self.processes[role].wait()
 
     def wait_ready(self, timeout_s: float) -> float:
         """Block until both answer /health; seconds waited. Raises if one exits or times out."""
