@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main as cli_main
 from bot.config import load_config
 from engine import create_engine
-from engine.backends.vllm_export import export_checkpoint
 from engine.backends.vllm_launch import ServerPair, ServeSettings
 from engine.config import EngineConfig
 from engine.model import RSCapRet
@@ -45,9 +45,10 @@ def hf_engine() -> RSCapRet:
 
 
 @pytest.fixture(scope="session")
-def checkpoint(hf_engine: RSCapRet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Written by the real command, as a user would: `capret export-vllm --out DIR`."""
     out = tmp_path_factory.mktemp("vllm-checkpoint")
-    export_checkpoint(hf_engine.lm, hf_engine.bridge, hf_engine.bridge_id, out)
+    assert cli_main(["export-vllm", "--out", str(out)]) == 0
     return out
 
 
