@@ -54,6 +54,16 @@ class VllmBackend:
         else:
             yield Finished(None)
 
+    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
+                     ) -> list[list[int]]:
+        """Greedy ids for several prompts, as concurrent requests (the server batches them
+        continuously); without [RET], as the hf backend's."""
+        def one(embeds: torch.Tensor) -> list[int]:
+            return [e for e in self.decode(embeds, settings) if isinstance(e, int)]
+
+        with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-decode") as pool:
+            return list(pool.map(one, sequences))
+
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
         answer = self.pool.post("/pooling", pooling_body(self.model, embeds))
@@ -62,9 +72,11 @@ class VllmBackend:
     def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
         """``last_hidden`` of each sequence, sent as concurrent requests (the server batches
         them continuously): (N, D)."""
-        workers = max(1, min(self.concurrency, len(sequences)))
-        with ThreadPoolExecutor(workers, "capret-vllm-pool") as pool:
+        with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-pool") as pool:
             return torch.stack(list(pool.map(self.last_hidden, sequences)))
+
+    def _workers(self, sequences: list[torch.Tensor]) -> int:
+        return max(1, min(self.concurrency, len(sequences)))
 
     def _embed(self, ids: list[int], like: torch.Tensor) -> torch.Tensor:
         return self.embed_tokens(ids).to(device=like.device, dtype=like.dtype)  # (N, D)
