@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install prepare run test check lint typecheck bench clean vllm
+.PHONY: install prepare run test check lint typecheck bench retrain clean vllm
 
 install: $(STAMP) java prepare
 
@@ -67,6 +67,12 @@ check: lint typecheck
 # The vllm backend's tests start real vLLM servers from the vLLM venv (tests/vllm/).
 test: install check vllm
 	$(BIN)/python -m pytest -q
+
+# The whole recipe of the embedded default: encoder adaptation, then features and the bridge
+# on the fresh encoder. Checkpointed: run it again after a stop and it resumes.
+retrain: install
+	$(BIN)/capret train-encoder
+	$(BIN)/capret train --encoder runs/encoder/visual.safetensors
 
 bench: install
 	$(BIN)/python scripts/bench_store.py

@@ -19,19 +19,20 @@ import numpy as np
 
 from bot.config import BotConfig
 from bot.errors import UserFacingError
+from bot.honesty import honest_reply
 from bot.images import DecodedImage, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
 from bot.storage import ConversationStore
 from engine.backends.errors import BackendUnavailableError
-from engine.types import GenerationOptions, GenerationResult, ImagePart, Part, TextPart, Turn
+from engine.prompt import image_turn
+from engine.tokens import caption_prompt
+from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ProgressFn = Callable[[str], Awaitable[None]]
-DESCRIBE_ONE = "Describe this image."
-DESCRIBE_MANY = "Describe these images."
 _END = object()
 
 
@@ -74,10 +75,10 @@ class ConversationService:
         text = self._checked_text(text, allow_empty=bool(uploads))
         images = [await self._decode(data) for data in uploads]
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
-        if not text:
-            text = DESCRIBE_ONE if len(images) == 1 else DESCRIBE_MANY
-        parts: tuple[Part, ...] = (*(ImagePart(i.sha256) for i in images), TextPart(text))
-        user_turn = Turn("user", parts)
+        if not images and (fixed := honest_reply(text)) is not None:
+            return await self._answer_without_model(uid, text, fixed)
+        # The engine's own layout and texts: a photo without words is the caption request.
+        user_turn = image_turn(text or caption_prompt(len(images)), *(i.sha256 for i in images))
         for image in images:
             await self._db(self.store.put_image, uid, image.sha256, image.png)
         dialogue = [*await self._db(self.store.context, uid), user_turn]
@@ -92,6 +93,13 @@ class ConversationService:
         reply = result.text.strip() or _found_text(hits)
         await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
         return Reply(reply, hits)
+
+    async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
+        """Small talk and questions an image cannot answer: a fixed true reply, kept in the
+        conversation like any other, with no model call and no search."""
+        user_turn = image_turn(text)
+        await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, ()))
+        return Reply(reply)
 
     async def search(self, user: UserRef, text: str) -> Reply:
         """Forced retrieval for a text request."""

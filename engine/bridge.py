@@ -1,6 +1,8 @@
 """The bridge: the only trained part of RS-CapRet.
 
-- image embedding -> k LM input vectors (the image's prefix tokens);
+- image embedding -> k LM input vectors (the image's prefix tokens), and optionally each cell
+  of the encoder's pooled feature grid -> one more LM input vector (a shared linear map plus a
+  learned position vector per cell), so the LM sees where things are, not just what;
 - image embedding -> shared retrieval space;
 - LM hidden state at [RET] -> shared retrieval space;
 - the [RET] token's input row (and its output row when the LM's head is untied);
@@ -35,6 +37,19 @@ class BridgeSpec:
     tied_head: bool  # the LM ties input and output embeddings
     encoder_id: str  # which image encoder (and which of its features) it was trained on
     lm_id: str  # which LM
+    # Grid cells after the pooled vector in each image feature (0: a pooled vector only). The
+    # feature is then [pooled | cell 1 | ... | cell G], each of width image_dim / (1 + G).
+    grid_cells: int = 0
+
+    @property
+    def pooled_dim(self) -> int:
+        """Width of the pooled vector (and of each grid cell)."""
+        return self.image_dim // (1 + self.grid_cells)
+
+    @property
+    def tokens_per_image(self) -> int:
+        """LM input vectors one image becomes: k from the pooled vector plus one per cell."""
+        return self.prefix_tokens + self.grid_cells
 
 
 class BridgeMismatchError(ValueError):
@@ -47,8 +62,14 @@ class Bridge(nn.Module):
     def __init__(self, spec: BridgeSpec, logit_scale_init: float = 2.6592) -> None:
         super().__init__()
         self.spec = spec
-        self.image_to_prefix = nn.Linear(spec.image_dim, spec.prefix_tokens * spec.lm_dim)
-        self.image_to_shared = nn.Linear(spec.image_dim, spec.shared_dim)
+        if spec.image_dim % (1 + spec.grid_cells):
+            raise ValueError(f"image_dim {spec.image_dim} does not split into a pooled vector "
+                             f"and {spec.grid_cells} equal grid cells")
+        self.image_to_prefix = nn.Linear(spec.pooled_dim, spec.prefix_tokens * spec.lm_dim)
+        self.image_to_shared = nn.Linear(spec.pooled_dim, spec.shared_dim)
+        self.cell_to_prefix = nn.Linear(spec.pooled_dim, spec.lm_dim) if spec.grid_cells else None
+        self.cell_positions = (nn.Parameter(torch.randn(spec.grid_cells, spec.lm_dim) * 0.02)
+                               if spec.grid_cells else None)
         self.ret_to_shared = nn.Linear(spec.lm_dim, spec.shared_dim)
         self.ret_embedding = nn.Parameter(torch.randn(spec.lm_dim) * 0.02)
         # With a tied head the [RET] output row is the input row, as for every other token.
@@ -60,14 +81,22 @@ class Bridge(nn.Module):
         return self.ret_embedding if self.ret_output is None else self.ret_output
 
     def prefix(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        """(N, D_img) -> (N, k, D): the vectors that stand for each image in the prompt."""
+        """(N, D_img) -> (N, k + G, D): the vectors that stand for each image in the prompt."""
         n = image_embeddings.shape[0]
-        out = self.image_to_prefix(image_embeddings)
-        return out.view(n, self.spec.prefix_tokens, self.spec.lm_dim)
+        pooled = self.image_to_prefix(self._pooled(image_embeddings))
+        pooled = pooled.view(n, self.spec.prefix_tokens, self.spec.lm_dim)
+        if self.cell_to_prefix is None or self.cell_positions is None:
+            return pooled
+        cells = image_embeddings[:, self.spec.pooled_dim:].reshape(
+            n, self.spec.grid_cells, self.spec.pooled_dim)
+        return torch.cat([pooled, self.cell_to_prefix(cells) + self.cell_positions], dim=1)
 
     def image_vectors(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        """(N, D_img) -> (N, S), L2-normalised: gallery vectors."""
-        return F.normalize(self.image_to_shared(image_embeddings), dim=-1)
+        """(N, D_img) -> (N, S), L2-normalised: gallery vectors (from the pooled vector)."""
+        return F.normalize(self.image_to_shared(self._pooled(image_embeddings)), dim=-1)
+
+    def _pooled(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        return image_embeddings[:, :self.spec.pooled_dim]
 
     def query_vectors(self, ret_hidden: torch.Tensor) -> torch.Tensor:
         """(N, D) [RET] hidden states -> (N, S), L2-normalised: query vectors."""

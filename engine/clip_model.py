@@ -34,6 +34,7 @@ IMAGE_SIZE = 224
 # tf_efficientnet_lite0 was trained on inputs scaled to [-1, 1].
 EMBEDDED_MEAN = (0.5, 0.5, 0.5)
 EMBEDDED_STD = (0.5, 0.5, 0.5)
+Feature = Literal["pooled", "projected", "spatial"]
 POOLED_DIM_EMBEDDED = 1280  # trunk.num_features of EfficientNet-Lite0
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -107,8 +108,9 @@ def encoder_id(cfg: VisionConfig) -> str:
 def embed_images(
     model: Any,
     pixels: torch.Tensor,
-    feature: Literal["pooled", "projected"],
+    feature: Feature,
     normalize: bool = False,
+    grid: int = 2,
 ) -> torch.Tensor:
     """Image embeddings of one preprocessed batch.
 
@@ -123,33 +125,56 @@ def embed_images(
     Returns:
         (B, D) float32 on the model's device.
     """
-    out = image_features(model, pixels, feature)
+    out = image_features(model, pixels, feature, grid)
     if normalize:
         out = nn.functional.normalize(out, dim=-1)
     return out.float()
 
 
 def image_features(
-    model: Any, pixels: torch.Tensor, feature: Literal["pooled", "projected"]
+    model: Any, pixels: torch.Tensor, feature: Feature, grid: int = 2
 ) -> torch.Tensor:
     """Like ``embed_images`` but keeps autograd (for training); (B, 3, H, W) -> (B, D)."""
     if feature == "projected":
         return model.encode_image(pixels)  # type: ignore[no-any-return,operator]
     if feature == "pooled":
         return pooled_output(model.visual, pixels)
-    raise ValueError(f"unknown feature {feature!r}: expected 'pooled' or 'projected'")
+    if feature == "spatial":
+        return spatial_output(model.visual, pixels, grid)
+    raise ValueError(f"unknown feature {feature!r}: expected 'pooled', 'projected' or 'spatial'")
+
+
+def spatial_output(visual: Any, pixels: torch.Tensor, grid: int) -> torch.Tensor:
+    """[pooled | grid x grid cells] of the trunk's final map, flat: (B, D_pooled * (1 + g²)).
+
+    Cells are in row-major order (top left first), each the mean of its part of the map.
+    """
+    if not (hasattr(visual, "trunk") and hasattr(visual.trunk, "forward_features")):
+        raise ValueError(f"no spatial map known for {type(visual).__name__}")
+    fmap = visual.trunk.forward_features(pixels)  # (B, C, h, w)
+    pooled = fmap.mean(dim=(2, 3))  # what the trunk's own average pool gives
+    cells = nn.functional.adaptive_avg_pool2d(fmap, grid).flatten(2).transpose(1, 2)  # (B, g², C)
+    return torch.cat([pooled, cells.flatten(1)], dim=1)
+
+
+def feature_dim(bundle: ClipBundle, feature: Feature, grid: int = 2) -> int:
+    """Width of the chosen feature."""
+    if feature == "projected":
+        return bundle.projected_dim
+    return bundle.pooled_dim * (1 + grid * grid if feature == "spatial" else 1)
 
 
 def embed_pil(
     bundle: ClipBundle,
     images: Sequence[Image.Image],
-    feature: Literal["pooled", "projected"],
+    feature: Feature,
     normalize: bool = False,
+    grid: int = 2,
 ) -> torch.Tensor:
     """(N, D) embeddings of PIL images (converted to RGB, eval preprocess)."""
     device = next(bundle.model.parameters()).device
     pixels = torch.stack([bundle.preprocess(im.convert("RGB")) for im in images]).to(device)
-    return embed_images(bundle.model, pixels, feature, normalize)  # (N, D)
+    return embed_images(bundle.model, pixels, feature, normalize, grid)  # (N, D)
 
 
 def pooled_output(visual: Any, pixels: torch.Tensor) -> torch.Tensor:

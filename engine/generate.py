@@ -28,6 +28,8 @@ class DecodeSettings:
     ret_id: int
     eos_ids: frozenset[int]
     seed: int | None = None
+    # Beam scores are divided by length ** length_penalty (> 1 favours longer descriptions).
+    length_penalty: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
             row, token = divmod(index, logp.shape[1])
             seq = beams[row] + [token]
             if token in s.eos_ids or token == s.ret_id:
-                done.append((score / len(seq), seq))
+                done.append((score / len(seq) ** s.length_penalty, seq))
             elif len(rows) < n:
                 rows.append(row); tokens.append(token); keep.append(score)  # noqa: E702
         if len(done) >= n or not rows:
@@ -117,7 +119,8 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
         totals = torch.tensor(keep)
         stepper.reorder(torch.tensor(rows))
         hidden = stepper.step(torch.tensor(tokens))
-    done.extend((float(t) / max(len(b), 1), b) for t, b in zip(totals.tolist(), beams, strict=True))
+    done.extend((float(t) / max(len(b), 1) ** s.length_penalty, b)
+                for t, b in zip(totals.tolist(), beams, strict=True))
     best = max(done, key=lambda d: d[0])[1]
     yield from _replay(stepper, embeds, best, s)
 

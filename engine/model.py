@@ -29,6 +29,7 @@ class ImageEncoder(Protocol):
 
     dim: int
     encoder_id: str
+    grid_cells: int  # cells after the pooled vector in each feature (0: none)
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
 
@@ -80,6 +81,17 @@ class RSCapRet:
                 yield text[len(shown):]
                 shown = text
 
+    def generate_batch(self, dialogues: Sequence[Sequence[Turn]],
+                       image_embeddings: Mapping[str, np.ndarray],
+                       options: GenerationOptions | None = None) -> list[str]:
+        """Greedy replies to several dialogues at once, without [RET] (evaluation's path)."""
+        opts = dataclasses.replace(options or GenerationOptions(), strategy="greedy",
+                                   allow_retrieval=False)
+        settings = self._settings(opts)
+        prompts = [self._prompt_embeddings(d, image_embeddings, add_generation_prompt=True)
+                   for d in dialogues]
+        return [self._text(ids) for ids in self.backend.decode_batch(prompts, settings)]
+
     def retrieve(self, dialogue: Sequence[Turn],
                  image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
         """Force [RET] as the assistant's answer; the normalised query vector (S,)."""
@@ -115,7 +127,7 @@ class RSCapRet:
         return next(self.bridge.parameters()).device
 
     def _layout(self, dialogue: Sequence[Turn], add_generation_prompt: bool) -> PromptLayout:
-        return layout_dialogue(self.lm.tokenizer, dialogue, self.bridge.spec.prefix_tokens,
+        return layout_dialogue(self.lm.tokenizer, dialogue, self.bridge.spec.tokens_per_image,
                                self.config.language.system_prompt, add_generation_prompt)
 
     def _prompt_embeddings(self, dialogue: Sequence[Turn], images: Mapping[str, np.ndarray],
@@ -161,4 +173,5 @@ class RSCapRet:
             ret_id=self.lm.ret_id,
             eos_ids=frozenset(self.lm.eos_ids),
             seed=options.seed,
+            length_penalty=g.length_penalty,
         )

@@ -57,13 +57,14 @@ def layout_dialogue(tokenizer: PreTrainedTokenizerBase, turns: Sequence[Turn], p
     return PromptLayout(tuple(ids), tuple(slots), prefix_tokens)
 
 
-def image_turn(prompt: str, sha256: str) -> Turn:
-    """A user turn asking ``prompt`` about one image: the text first, then the image.
+def image_turn(prompt: str, *shas: str) -> Turn:
+    """The one way to build a user turn with images: the text first, then each image.
 
-    Text first lets the request share the KV-cached prefix in training; the bot and the eval
-    use this same layout, so the model sees at inference what it saw when trained.
+    Training, `capret caption`, `capret eval` and the chat all call this, so the model sees
+    at inference the layout it was trained on (text first also lets the request share the
+    KV-cached prefix in training).
     """
-    return Turn("user", (TextPart(prompt), ImagePart(sha256)))
+    return Turn("user", (TextPart(prompt), *(ImagePart(sha) for sha in shas)))
 
 
 def render_text(tokenizer: PreTrainedTokenizerBase, turns: Sequence[Turn],

@@ -10,7 +10,11 @@ RET_TOKEN = "[RET]"
 # Stands for an image's k prefix vectors inside templated text; never reaches the tokenizer.
 IMAGE_PLACEHOLDER = "\x00<image>\x00"
 
+# The system message every dialogue starts with, in training and in the chat alike.
+SYSTEM_PROMPT = ("You are a remote sensing assistant. Say only what the image shows; "
+                 "when the image cannot tell, say so.")
 CAPTION_PROMPT = "Describe this image."
+CAPTIONS_PROMPT = "Describe these images."
 SCENE_PROMPT = "What kind of scene is this?"
 # Requests that teach the model to answer with [RET]; {query} is a caption.
 RETRIEVAL_PROMPTS = (
@@ -21,9 +25,19 @@ RETRIEVAL_PROMPTS = (
 )
 
 
+def caption_prompt(images: int) -> str:
+    """The request a turn of ``images`` images without text stands for."""
+    return CAPTION_PROMPT if images == 1 else CAPTIONS_PROMPT
+
+
 def scene_answer(label: str) -> str:
     """The answer taught for the scene question: 'denseresidential' -> 'dense residential'."""
-    return f"This is a {humanize_label(label)} scene."
+    return f"This is {with_article(humanize_label(label))} scene."
+
+
+def with_article(words: str) -> str:
+    """'airport' -> 'an airport', 'beach' -> 'a beach'."""
+    return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
 
 
 def humanize_label(label: str) -> str:

@@ -7,31 +7,35 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from engine.clip_model import ClipBundle, build_clip, embed_pil
+from engine.clip_model import ClipBundle, Feature, build_clip, embed_pil, feature_dim
 from engine.config import VisionConfig
 
 BATCH = 32
 
 
 class ClipImageEncoder:
-    """An open_clip image tower, frozen; ``feature`` picks pooled or CLIP-projected output."""
+    """An open_clip image tower, frozen; ``feature`` picks pooled, CLIP-projected or spatial."""
 
-    def __init__(self, bundle: ClipBundle, feature: str) -> None:
+    def __init__(self, bundle: ClipBundle, feature: Feature, grid: int = 2) -> None:
         self.bundle = bundle
         self.bundle.model.requires_grad_(False).eval()
         self.feature = feature
-        self.dim = bundle.pooled_dim if feature == "pooled" else bundle.projected_dim
+        self.grid = grid
+        self.dim = feature_dim(bundle, feature, grid)
         # The bridge is trained on one encoder's one feature: both are part of the identity.
-        self.encoder_id = f"{bundle.encoder_id}__{feature}"
+        kind = f"spatial{grid}" if feature == "spatial" else feature
+        self.encoder_id = f"{bundle.encoder_id}__{kind}"
+        # Cells after the pooled vector in each feature (the bridge splits them off).
+        self.grid_cells = grid * grid if feature == "spatial" else 0
 
     @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(N, D_img) features, computed in batches."""
-        chunks = [embed_pil(self.bundle, images[i:i + BATCH], self.feature)  # type: ignore[arg-type]
+        chunks = [embed_pil(self.bundle, images[i:i + BATCH], self.feature, grid=self.grid)
                   for i in range(0, len(images), BATCH)]
         return torch.cat(chunks) if chunks else torch.zeros(0, self.dim)
 
 
 def build_image_encoder(config: VisionConfig, device: torch.device) -> ClipImageEncoder:
     """The configured encoder, frozen on ``device``."""
-    return ClipImageEncoder(build_clip(config, device), config.feature)
+    return ClipImageEncoder(build_clip(config, device), config.feature, config.grid)

@@ -7,12 +7,13 @@ Trains one bridge per variant on the first ``--limit-images`` RSICD train images
 and prints a Markdown table. Every variant gets the same data, steps and seed, so the rows
 compare with each other, not with the full-budget figures in the README. Variants:
 
-- shipped: configs/default.yaml as is (adapted encoder, k=4, caption + retrieval loss);
+- shipped: configs/default.yaml as is (its encoder, feature, k, losses, dialogues);
 - k=1: one prefix vector per image instead of four;
 - ImageNet encoder: the wheel's ImageNet EfficientNet-Lite0, pooled features;
 - no retrieval loss: λr = 0 (the [RET] row and retrieval heads get no signal);
-- adapted encoder, pooled: the shipped encoder's 1280-d pooled trunk output instead of its
-  512-d CLIP projection.
+- pooled: the adapted trunk's 1280-d pooled output alone (no grid cells);
+- projected: the adapted encoder's 512-d CLIP projection;
+- spatial 3x3: the pooled output plus a 3x3 grid of cells (13 vectors per image).
 
 Outputs (bridges, eval JSON) go under runs/ablation/<variant>/.
 """
@@ -29,14 +30,15 @@ from pathlib import Path
 from bot.config import AppConfig, load_config
 
 Variant = Callable[[AppConfig], AppConfig]
-COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "mR", "scene_accuracy")
+COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "mR", "scene_accuracy", "followup_yes_no_%",
+           "distinct_captions_%")
 
 
 def _k1(c: AppConfig) -> AppConfig:
     return replace(c, engine=replace(c.engine, bridge=replace(c.engine.bridge, prefix_tokens=1)))
 
 
-def _vision(**changes: str) -> Variant:
+def _vision(**changes: str | int) -> Variant:
     """A variant that changes only the image encoder settings."""
     def variant(c: AppConfig) -> AppConfig:
         return replace(c, engine=replace(c.engine, vision=replace(c.engine.vision, **changes)))
@@ -52,7 +54,9 @@ VARIANTS: dict[str, Variant] = {
     "k=1": _k1,
     "ImageNet encoder": _vision(weights="imagenet", feature="pooled"),
     "no retrieval loss": _no_retrieval,
-    "adapted encoder, pooled": _vision(feature="pooled"),
+    "pooled": _vision(feature="pooled"),
+    "projected": _vision(feature="projected"),
+    "spatial 3x3": _vision(feature="spatial", grid=3),
 }
 
 
@@ -64,7 +68,7 @@ def run_variant(name: str, config: AppConfig, args: argparse.Namespace) -> dict[
 
     out = Path(args.out) / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     train = replace(config.train, out_dir=str(out))
-    bridge = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
+    bridge = run_bridge_training(config.engine, train, args.limit_images, args.max_steps).folder
     engine_config = replace(config.engine,
                             bridge=replace(config.engine.bridge, weights=str(bridge)))
     records = evaluation_records(config.train.sources, "val", args.val)
@@ -76,7 +80,8 @@ def run_variant(name: str, config: AppConfig, args: argparse.Namespace) -> dict[
 def _cell(metrics: dict[str, float], key: str) -> str:
     """Caption scores as fractions (3 decimals), recall and accuracy in percent (1 decimal)."""
     value = metrics.get(key, float("nan"))
-    return f"{value:.1f}" if key in ("mR", "scene_accuracy") else f"{value:.3f}"
+    return f"{value:.1f}" if key == "mR" or key.startswith(("scene", "followup", "distinct")) \
+        else f"{value:.3f}"
 
 
 def main() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from bot.config import load_config
+from engine.config import EngineConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="the first N images in file-name order")
     parser.add_argument("--json", dest="json_path", help="write every metric and output here")
     parser.add_argument("--examples", type=int, default=5, help="examples to print")
+    parser.add_argument("--strategy", choices=("greedy", "beam"),
+                        help="decoding of descriptions (default: engine.generation.strategy)")
+    parser.add_argument("--beams", type=int, help="beams for --strategy beam")
+    parser.add_argument("--length-penalty", type=float, help="beam length penalty")
     parser.set_defaults(func=run)
 
 
@@ -31,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.annotations:
         sources = (DatasetSource("eval", args.annotations, args.images or "."),)
     records = evaluation_records(sources, args.split, args.limit)
-    report = evaluate(create_engine(config.engine), records)
+    report = evaluate(create_engine(_with_decoding(config.engine, args)), records)
     print(markdown_table(report.metrics))
     for r in records[:args.examples]:
         print(f"\n{r.path.name} ({r.label}): {report.captions[r.path.name]}")
@@ -39,3 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report.to_json(), indent=1))
     return 0
+
+
+def _with_decoding(engine: EngineConfig, args: argparse.Namespace) -> EngineConfig:
+    """The engine config with the command line's decoding overrides."""
+    overrides = {"strategy": args.strategy, "num_beams": args.beams,
+                 "length_penalty": args.length_penalty}
+    generation = dataclasses.replace(
+        engine.generation, **{k: v for k, v in overrides.items() if v is not None})
+    return dataclasses.replace(engine, generation=generation)

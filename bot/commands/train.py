@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--limit-images", type=int, help="use only the first N train images")
     parser.add_argument("--max-steps", type=int, help="stop after N steps (tiny runs)")
+    parser.add_argument("--encoder", help="adapted image tower to train on (default: "
+                        "engine.vision.weights), e.g. runs/encoder/visual.safetensors")
     parser.set_defaults(func=run)
 
 
@@ -26,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, out_dir=args.out)
     if args.epochs:
         train = dataclasses.replace(train, epochs=args.epochs)
-    folder = run_bridge_training(config.engine, train, args.limit_images, args.max_steps)
-    print(f"bridge written to {folder}")
-    print(f"use it: set engine.bridge.weights: {folder} in your config")
+    engine = config.engine
+    if args.encoder:
+        engine = dataclasses.replace(
+            engine, vision=dataclasses.replace(engine.vision, weights=args.encoder))
+    run = run_bridge_training(engine, train, args.limit_images, args.max_steps)
+    for stage, minutes in run.minutes.items():
+        print(f"{stage}: {minutes:.1f} min wall time")
+    print(f"bridge written to {run.folder}")
+    print(f"use it: set engine.bridge.weights: {run.folder} in your config")
     return 0

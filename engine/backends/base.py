@@ -22,6 +22,11 @@ class Backend(Protocol):
         """From prompt embeddings (T, D): token ids as chosen, then ``Finished``."""
         ...
 
+    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
+                     ) -> list[list[int]]:
+        """Greedy token ids for each prompt (T_i, D), decoded side by side; no [RET]."""
+        ...
+
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
         ...

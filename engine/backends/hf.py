@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 from transformers import DynamicCache
 
+from engine.backends.hf_batch import greedy_batch
 from engine.bridge import Bridge
 from engine.generate import DecodeEvent, DecodeSettings, decode
 from engine.language import LanguageModel
@@ -55,6 +56,11 @@ class HfBackend:
     @torch.inference_mode()
     def decode(self, embeds: torch.Tensor, settings: DecodeSettings) -> Iterator[DecodeEvent]:
         yield from decode(HfStepper(self.lm, self.bridge), embeds, settings)
+
+    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
+                     ) -> list[list[int]]:
+        """Greedy ids for several prompts at once (descriptions and answers, no [RET])."""
+        return greedy_batch(self.lm, self.bridge, sequences, settings)
 
     @torch.inference_mode()
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,8 @@ class EncoderTrainConfig:
     cached_views: int = 4
     # Where the frozen early-trunk maps are cached between runs.
     feature_cache: str = "runs/cache"
+    # Steps between checkpoints (a restarted run resumes from the newest).
+    checkpoint_every: int = 25
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,17 @@ class TrainConfig:
     warmup_steps: int = 50
     # Captions longer than this many LM tokens are truncated.
     max_caption_tokens: int = 40
-    # "all": every caption of an image is a sample each epoch; "random": one per image.
-    captions_per_image: Literal["all", "random"] = "all"
-    # Share of samples that teach the scene question (answer: the dataset's label); 0 = none.
+    # "all": every caption of an image is a sample each epoch; "random": one per image (as
+    # FROMAGe does: more epochs fit, and the release's repeated captions weigh no more).
+    captions_per_image: Literal["all", "random"] = "random"
+    # Share of images per epoch that also teach the scene question (answer: the label).
     scene_question_ratio: float = 0.15
+    # Share of images per epoch that also teach a follow-up dialogue: the description, then
+    # one or two grounded questions about the scene (engine/training/questions.py).
+    dialogue_ratio: float = 0.0
+    # [RET] requests per step (0: batch_size). They are short, so more of them are cheap, and
+    # more images in the contrastive loss are more negatives.
+    retrieval_batch_size: int = 0
     # Quarter-turn augmentations of each image's features (1 = none); overhead views have no up.
     feature_rotations: int = 4
     # Where frozen image features are cached between runs.

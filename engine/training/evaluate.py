@@ -1,10 +1,14 @@
-"""Evaluate the chat model on a caption split: captions, [RET] retrieval, scene questions.
+"""Evaluate the chat model on a caption split: captions, [RET] retrieval, scene, follow-ups.
 
-- captioning: the model's greedy description of each image against its references (BLEU-1..4,
-  METEOR, ROUGE-L, CIDEr);
+- captioning: the model's description of each image (the configured decoding; greedy ones
+  are decoded in batches) against its references (BLEU-1..4, METEOR, ROUGE-L, CIDEr), and how
+  varied the descriptions are (distinct descriptions per image, vocabulary size);
 - retrieval: every reference caption, asked as "Show me <caption>", is a [RET] query over the
   split's images (t2i); every image's bridge vector queries all captions (i2t); R@1/5/10, mR;
-- scene accuracy: the answer to "What kind of scene is this?" names the dataset's label.
+- scene accuracy: the answer to "What kind of scene is this?", by the matcher of
+  ``scene_match.names_scene`` and by the earlier strict one;
+- follow-ups: grounded questions from the split's captions (``questions``), each asked after
+  the model's own description, the image staying in context; accuracy per kind.
 """
 
 from __future__ import annotations
@@ -21,12 +25,21 @@ from tqdm import tqdm
 
 from engine.model import RSCapRet
 from engine.prompt import image_turn
-from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, humanize_label
+from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT
 from engine.training.data import CaptionedImage
 from engine.training.metrics import caption_metrics, retrieval_metrics
+from engine.training.questions import (
+    KINDS,
+    Question,
+    answer_is_right,
+    questions_for,
+    typical_classes,
+)
+from engine.training.scene_match import names_scene, names_scene_strict
 from engine.types import GenerationOptions, TextPart, Turn
 
 logger = logging.getLogger(__name__)
+BATCH = 32
 
 
 @dataclass
@@ -36,44 +49,104 @@ class EvalReport:
     metrics: dict[str, float] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)  # file name -> generated caption
     scene_answers: dict[str, str] = field(default_factory=dict)
+    followups: list[dict[str, Any]] = field(default_factory=list)
     t2i_ranks: list[int] = field(default_factory=list)  # 1-based, one per reference caption
     i2t_ranks: list[int] = field(default_factory=list)  # 1-based, one per image
 
     def to_json(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "captions": self.captions,
-                "scene_answers": self.scene_answers, "t2i_ranks": self.t2i_ranks,
-                "i2t_ranks": self.i2t_ranks}
+                "scene_answers": self.scene_answers, "followups": self.followups,
+                "t2i_ranks": self.t2i_ranks, "i2t_ranks": self.i2t_ranks}
 
 
 def evaluate(engine: RSCapRet, records: Sequence[CaptionedImage],
              max_new_tokens: int = 40) -> EvalReport:
-    """Run all three evaluations over ``records`` (each image with its references)."""
-    names = [r.path.name for r in records]
+    """Run every evaluation over ``records`` (each image with its references)."""
     features = _features(engine, records)  # name -> (D_img,)
     report = EvalReport()
-    options = GenerationOptions(strategy="greedy", max_new_tokens=max_new_tokens,
-                                allow_retrieval=False)
-    for name in tqdm(names, desc="captions", unit="image"):
-        report.captions[name] = _ask(engine, CAPTION_PROMPT, name, features[name], options)
+    report.captions = _describe(engine, records, features, max_new_tokens)
     references = {r.path.name: list(r.captions) for r in records}
     report.metrics.update(caption_metrics({k: [v] for k, v in report.captions.items()},
                                           references))
+    report.metrics.update(variety(report.captions))
     report.metrics.update(_retrieval(engine, records, features, report))
     labelled = [r for r in records if r.label]
     if labelled:
-        short = GenerationOptions(strategy="greedy", max_new_tokens=12, allow_retrieval=False)
-        for r in tqdm(labelled, desc="scene questions", unit="image"):
-            name = r.path.name
-            report.scene_answers[name] = _ask(engine, SCENE_PROMPT, name, features[name], short)
-        hits = [scene_matches(report.scene_answers[r.path.name], r.label or "") for r in labelled]
-        report.metrics["scene_accuracy"] = 100.0 * sum(hits) / len(hits)
+        report.metrics.update(_scene(engine, labelled, features, report))
+    report.metrics.update(_followups(engine, records, features, report))
     return report
 
 
-def scene_matches(answer: str, label: str) -> bool:
-    """The answer names the label (in words: 'dense residential' for 'denseresidential')."""
-    text = " ".join(answer.lower().replace("-", " ").split())
-    return humanize_label(label) in text or label in text.replace(" ", "")
+def variety(captions: dict[str, str]) -> dict[str, float]:
+    """Distinct descriptions per image (%) and the vocabulary of all descriptions."""
+    words = {w for c in captions.values() for w in c.lower().replace(".", " ").split()}
+    distinct = len(set(captions.values()))
+    return {"distinct_captions_%": 100.0 * distinct / max(len(captions), 1),
+            "vocabulary": float(len(words))}
+
+
+def _describe(engine: RSCapRet, records: Sequence[CaptionedImage],
+              features: dict[str, np.ndarray], max_new_tokens: int) -> dict[str, str]:
+    names = [r.path.name for r in records]
+    options = GenerationOptions(max_new_tokens=max_new_tokens, allow_retrieval=False)
+    if engine.config.generation.strategy == "greedy":
+        dialogues = [[image_turn(CAPTION_PROMPT, name)] for name in names]
+        return dict(zip(names, _batched(engine, dialogues, features, options, "captions"),
+                        strict=True))
+    return {name: engine.generate([image_turn(CAPTION_PROMPT, name)], {name: features[name]},
+                                  options).text
+            for name in tqdm(names, desc="captions", unit="image")}
+
+
+def _scene(engine: RSCapRet, records: Sequence[CaptionedImage],
+           features: dict[str, np.ndarray], report: EvalReport) -> dict[str, float]:
+    dialogues = [[image_turn(SCENE_PROMPT, r.path.name)] for r in records]
+    short = GenerationOptions(max_new_tokens=12, allow_retrieval=False)
+    answers = _batched(engine, dialogues, features, short, "scene questions")
+    report.scene_answers = {r.path.name: a for r, a in zip(records, answers, strict=True)}
+    lenient = [names_scene(a, r.label or "") for r, a in zip(records, answers, strict=True)]
+    strict = [names_scene_strict(a, r.label or "") for r, a in zip(records, answers, strict=True)]
+    return {"scene_accuracy": 100.0 * sum(lenient) / len(lenient),
+            "scene_accuracy_strict": 100.0 * sum(strict) / len(strict)}
+
+
+def _followups(engine: RSCapRet, records: Sequence[CaptionedImage],
+               features: dict[str, np.ndarray], report: EvalReport) -> dict[str, float]:
+    """Each question asked after the model's own description; accuracy per kind (%)."""
+    typical = typical_classes((r.captions, r.label) for r in records)
+    labels = sorted({r.label for r in records if r.label})
+    asked: list[tuple[str, Question]] = [
+        (r.path.name, q) for r in records
+        for q in questions_for(r.key, r.captions, r.label, typical, labels)]
+    dialogues = [[image_turn(CAPTION_PROMPT, name),
+                  Turn("assistant", (TextPart(report.captions[name]),)),
+                  Turn("user", (TextPart(q.text),))] for name, q in asked]
+    short = GenerationOptions(max_new_tokens=12, allow_retrieval=False)
+    answers = _batched(engine, dialogues, features, short, "follow-up questions")
+    right: dict[str, list[bool]] = {kind: [] for kind in KINDS}
+    for (name, q), answer in zip(asked, answers, strict=True):
+        ok = answer_is_right(q, answer)
+        right[q.kind].append(ok)
+        report.followups.append({"image": name, "kind": q.kind, "question": q.text,
+                                 "expected": q.answer, "answer": answer, "right": ok})
+    out = {f"followup_{kind}_%": 100.0 * sum(v) / len(v) for kind, v in right.items() if v}
+    yes_no = right["presence"] + right["scene_yes_no"]
+    if yes_no:
+        out["followup_yes_no_%"] = 100.0 * sum(yes_no) / len(yes_no)
+    return out
+
+
+def _batched(engine: RSCapRet, dialogues: list[list[Turn]], features: dict[str, np.ndarray],
+             options: GenerationOptions, what: str) -> list[str]:
+    """Greedy replies, BATCH dialogues at a time (longest first: less padding)."""
+    order = sorted(range(len(dialogues)), key=lambda i: -len(str(dialogues[i])))
+    out: list[str] = [""] * len(dialogues)
+    for start in tqdm(range(0, len(order), BATCH), desc=what, unit="batch"):
+        chunk = order[start:start + BATCH]
+        for i, text in zip(chunk, engine.generate_batch([dialogues[i] for i in chunk], features,
+                                                        options), strict=True):
+            out[i] = text
+    return out
 
 
 def _features(engine: RSCapRet, records: Sequence[CaptionedImage]) -> dict[str, np.ndarray]:
@@ -84,11 +157,6 @@ def _features(engine: RSCapRet, records: Sequence[CaptionedImage]) -> dict[str, 
         for r, f in zip(chunk, engine.embed_images(images), strict=True):
             out[r.path.name] = f
     return out
-
-
-def _ask(engine: RSCapRet, prompt: str, name: str, feature: np.ndarray,
-         options: GenerationOptions) -> str:
-    return engine.generate([image_turn(prompt, name)], {name: feature}, options).text
 
 
 def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage],

@@ -1,9 +1,12 @@
 """The RS-CapRet training objective: L = λc·Lc + λr·(L_t2i + L_i2t).
 
-Each training example (image features, one caption) becomes two sequences, as in FROMAGe:
-- a captioning sequence: [image] + a request -> the caption (or the scene answer), then EOS;
-- a retrieval sequence: a request to find the caption's scene -> [RET]; the hidden state at
-  [RET] is projected into the shared space and contrasted with the batch's image vectors.
+Two kinds of sequences, as in FROMAGe:
+- answer sequences: a dialogue whose first user turn carries the image (a request, then the
+  image) and whose last assistant answer is the target: a caption, the scene answer, or the
+  answer to a follow-up question asked after the description;
+- retrieval sequences: a request to find a caption's scene -> [RET]; the hidden state at
+  [RET] is projected into the shared space and contrasted with the images of its batch. These
+  are short, so a step takes more of them than answer sequences: more negatives.
 Teaching [RET] as the answer to "show me ..." lets the chat model decide when to retrieve.
 """
 
@@ -20,7 +23,7 @@ from transformers import DynamicCache
 from engine.bridge import Bridge
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
-from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, scene_answer
+from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
 from engine.types import TextPart, Turn
 
 IGNORE = -100
@@ -28,12 +31,20 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class Example:
-    """One training example: an image's features and a caption (and its scene label)."""
+    """One training example: an image's features, a dialogue about it, and a caption.
+
+    ``exchanges`` are (user text, assistant answer) pairs; the first user turn carries the
+    image and the last answer is what the step teaches. ``caption`` is what a retrieval
+    request for this image asks for.
+    """
 
     features: torch.Tensor  # (D_img,)
     caption: str
-    label: str | None = None
-    scene_question: bool = False  # teach "what kind of scene is this?" instead of the caption
+    exchanges: tuple[tuple[str, str], ...]
+
+    @staticmethod
+    def captioning(features: torch.Tensor, caption: str) -> Example:
+        return Example(features, caption, ((CAPTION_PROMPT, caption),))
 
 
 @dataclass(frozen=True)
@@ -65,20 +76,25 @@ class Objective:
         self.lambda_caption = lambda_caption
         self.lambda_retrieval = lambda_retrieval
 
-    def __call__(self, examples: Sequence[Example], rng: random.Random) -> Losses:
-        feats = torch.stack([e.features for e in examples]).float()  # (B, D_img)
-        feats = feats.to(self.bridge.logit_scale.device)
-        captions = [self._caption_sequence(e) for e in examples]
-        requests = [self._retrieval_sequence(e, rng) for e in examples]
-        cap_hidden, cap_targets = self._caption_pass(captions, self.bridge.prefix(feats),
-                                                     _shared_prefix([c for c, _ in captions]))
+    def __call__(self, examples: Sequence[Example], rng: random.Random,
+                 retrieval: Sequence[Example] | None = None) -> Losses:
+        """Losses of one step: ``examples`` teach answers, ``retrieval`` (default: the same
+        examples) teach [RET] and the contrastive loss."""
+        retrieval = examples if retrieval is None else retrieval
+        device = self.bridge.logit_scale.device
+        feats = torch.stack([e.features for e in examples]).float().to(device)  # (B, D_img)
+        answers = [self._answer_sequence(e) for e in examples]
+        requests = [self._retrieval_sequence(e, rng) for e in retrieval]
+        cap_hidden, cap_targets = self._caption_pass(answers, self.bridge.prefix(feats),
+                                                     _shared_prefix([c for c, _ in answers]))
         ret_last, ret_hidden = self._retrieval_pass(requests,
                                                     _shared_prefix([r for r, _ in requests]))
-        ret_targets = torch.full((len(examples),), self.lm.ret_id, device=feats.device)
+        ret_targets = torch.full((len(retrieval),), self.lm.ret_id, device=device)
         lc = self._token_loss(torch.cat([cap_hidden, ret_last]), torch.cat([cap_targets,
                                                                              ret_targets]))
+        images = torch.stack([e.features for e in retrieval]).float().to(device)
         queries = self.bridge.query_vectors(ret_hidden.float())
-        lr = contrastive_loss(queries, self.bridge.image_vectors(feats), self.bridge.logit_scale)
+        lr = contrastive_loss(queries, self.bridge.image_vectors(images), self.bridge.logit_scale)
         total = self.lambda_caption * lc + self.lambda_retrieval * lr
         return Losses(total, lc.detach(), lr.detach())
 
@@ -112,10 +128,9 @@ class Objective:
                                    positions=(shared + lengths).unsqueeze(1))
         return before, at_ret[:, 0]
 
-    def _caption_sequence(self, example: Example) -> tuple[PromptLayout, list[int]]:
-        prompt = SCENE_PROMPT if example.scene_question else CAPTION_PROMPT
-        answer = scene_answer(example.label or "") if example.scene_question else example.caption
-        layout = self._layout(image_turn(prompt, "image"))
+    def _answer_sequence(self, example: Example) -> tuple[PromptLayout, list[int]]:
+        layout = self._layout(dialogue_turns(example.exchanges))
+        answer = example.exchanges[-1][1]
         target = self.lm.tokenizer(answer, add_special_tokens=False).input_ids
         eos = min(self.lm.eos_ids)
         return layout, list(target[: self.max_caption_tokens]) + [eos]
@@ -123,11 +138,11 @@ class Objective:
     def _retrieval_sequence(self, example: Example, rng: random.Random
                             ) -> tuple[PromptLayout, list[int]]:
         request = rng.choice(RETRIEVAL_PROMPTS).format(query=example.caption)
-        layout = self._layout(Turn("user", (TextPart(request),)))
+        layout = self._layout([Turn("user", (TextPart(request),))])
         return layout, [self.lm.ret_id]
 
-    def _layout(self, turn: Turn) -> PromptLayout:
-        return layout_dialogue(self.lm.tokenizer, [turn], self.bridge.spec.prefix_tokens,
+    def _layout(self, turns: Sequence[Turn]) -> PromptLayout:
+        return layout_dialogue(self.lm.tokenizer, turns, self.bridge.spec.tokens_per_image,
                                self.system_prompt, add_generation_prompt=True)
 
     def _batch(self, sequences: list[tuple[PromptLayout, list[int]]], shared: int,
@@ -174,6 +189,14 @@ class Objective:
         """Cross-entropy of (N, D) hidden states against (N,) next tokens; logits only there."""
         logits = self.lm.logits(hidden, self.bridge.ret_output_row).float()
         return F.cross_entropy(logits, labels)
+
+
+def dialogue_turns(exchanges: Sequence[tuple[str, str]], image: str = "image") -> list[Turn]:
+    """The turns up to the last question: the first carries the image, answers in between."""
+    turns = [image_turn(exchanges[0][0], image)]
+    for (_, answer), (question, _) in zip(exchanges, exchanges[1:], strict=False):
+        turns += [Turn("assistant", (TextPart(answer),)), Turn("user", (TextPart(question),))]
+    return turns
 
 
 def _shared_prefix(layouts: Sequence[PromptLayout]) -> int:

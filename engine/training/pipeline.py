@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,24 +15,37 @@ from engine.config import EngineConfig
 from engine.factory import bridge_spec, resolve_device
 from engine.language import load_language
 from engine.training.config import TrainConfig
-from engine.training.data import load_sources
+from engine.training.data import CaptionedImage, load_sources
 from engine.training.features import cached_features
+from engine.training.questions import Question, questions_for, typical_classes
 from engine.training.train import TrainItem, train_bridge
 from engine.vision import build_image_encoder
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """Where the bridge was written and the wall time of each stage (minutes)."""
+
+    folder: Path
+    minutes: dict[str, float]
+
+
 def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
-                        limit_images: int | None = None, max_steps: int | None = None) -> Path:
-    """Train a fresh bridge for the configured encoder and LM; returns the bridge folder."""
+                        limit_images: int | None = None, max_steps: int | None = None
+                        ) -> TrainingRun:
+    """Train a fresh bridge for the configured encoder and LM (resuming a stopped run)."""
     torch.manual_seed(config.seed)
     device = resolve_device(engine_config.device)
     encoder = build_image_encoder(engine_config.vision, device)
     records = load_sources(config.sources, "train")[:limit_images]
+    started = time.monotonic()
     features, records = cached_features(encoder, records, Path(config.feature_cache),
                                         config.feature_rotations)  # (R, N, D_img)
-    items = [TrainItem(features[:, i], r.captions, r.label) for i, r in enumerate(records)]
+    minutes = {"features": (time.monotonic() - started) / 60}
+    items = [TrainItem(features[:, i], r.captions, r.label, q)
+             for i, (r, q) in enumerate(zip(records, record_questions(records), strict=True))]
     logger.info("training on %d images, %d captions", len(items),
                 sum(len(i.captions) for i in items))
     lm = load_language(engine_config.language, device)
@@ -39,5 +55,14 @@ def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
     # [RET] starts as an average token rather than noise.
     bridge.init_ret_rows(lm.model.get_input_embeddings().weight.mean(0).detach())
     out_dir = Path(config.out_dir)
+    started = time.monotonic()
     train_bridge(items, lm, bridge, engine_config, config, out_dir, max_steps)
-    return out_dir / "bridge"
+    minutes["bridge"] = (time.monotonic() - started) / 60  # since this (re)start
+    return TrainingRun(out_dir / "bridge", minutes)
+
+
+def record_questions(records: Sequence[CaptionedImage]) -> list[tuple[Question, ...]]:
+    """Each record's grounded questions; 'typical of a class' is judged over ``records``."""
+    typical = typical_classes((r.captions, r.label) for r in records)
+    labels = sorted({r.label for r in records if r.label})
+    return [tuple(questions_for(r.key, r.captions, r.label, typical, labels)) for r in records]

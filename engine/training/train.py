@@ -21,8 +21,10 @@ from tqdm import tqdm
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.language import LanguageModel
+from engine.tokens import CAPTION_PROMPT, SCENE_PROMPT, scene_answer
 from engine.training.config import TrainConfig
 from engine.training.objective import Example, Objective
+from engine.training.questions import Question
 from engine.training.schedule import warmup_cosine
 from engine.typed_config import to_mapping
 
@@ -32,26 +34,54 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainItem:
-    """One training image: its cached features, its captions and scene label."""
+    """One training image: its cached features, its captions, scene label and questions."""
 
     features: torch.Tensor  # (R, D_img): one row per augmentation (quarter-turns)
     captions: tuple[str, ...]
     label: str | None
+    questions: tuple[Question, ...] = ()
 
 
 def epoch_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
                    ) -> list[Example]:
-    """This epoch's examples, shuffled by (seed, epoch): captions plus some scene questions."""
+    """This epoch's answer examples, shuffled by (seed, epoch): captions, scene questions and
+    follow-up dialogues (the description, then one or two questions about the scene)."""
     rng = random.Random(config.seed * 1000 + epoch)
     examples: list[Example] = []
     for item in items:
         captions = item.captions if config.captions_per_image == "all" else (
             rng.choice(item.captions),)
-        examples.extend(Example(_variant(item, rng), c, item.label) for c in captions)
+        examples.extend(Example.captioning(_variant(item, rng), c) for c in captions)
         if item.label and rng.random() < config.scene_question_ratio:
-            examples.append(Example(_variant(item, rng), item.captions[0], item.label, True))
+            answer = scene_answer(item.label)
+            examples.append(Example(_variant(item, rng), captions[0], ((SCENE_PROMPT, answer),)))
+        if item.questions and rng.random() < config.dialogue_ratio:
+            examples.append(_dialogue(item, rng))
     rng.shuffle(examples)
     return examples
+
+
+def retrieval_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
+                       ) -> list[Example]:
+    """Every image once with a random caption, shuffled: the stream [RET] batches draw from."""
+    rng = random.Random(config.seed * 1000 + epoch + 500)
+    examples = [Example.captioning(_variant(item, rng), rng.choice(item.captions))
+                for item in items]
+    rng.shuffle(examples)
+    return examples
+
+
+def _dialogue(item: TrainItem, rng: random.Random) -> Example:
+    """Describe, then one or two follow-up questions; rare kinds (count, colour) go first."""
+    rare = [q for q in item.questions if q.kind in ("count", "colour")]
+    common = [q for q in item.questions if q.kind not in ("count", "colour")]
+    rng.shuffle(rare)
+    rng.shuffle(common)
+    asked = (rare + common)[:rng.choice((1, 2))]
+    rng.shuffle(asked)
+    caption = rng.choice(item.captions)
+    exchanges = ((CAPTION_PROMPT, caption), *((q.text, q.answer) for q in asked))
+    return Example(_variant(item, rng), caption, exchanges)
 
 
 def _variant(item: TrainItem, rng: random.Random) -> torch.Tensor:
@@ -84,16 +114,20 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.autocast_bf16 and bf16_is_fast(device))
     progress = tqdm(total=stop, initial=step, desc="train bridge", unit="step")
-    epoch, examples = -1, list[Example]()
+    epoch, examples, requests = -1, list[Example](), list[Example]()
+    ret_batch = config.retrieval_batch_size or config.batch_size
     while step < stop:
         if step // per_epoch != epoch:
             epoch = step // per_epoch
             examples = epoch_examples(items, config, epoch)
+            requests = retrieval_examples(items, config, epoch)
         index = step % per_epoch
         batch = examples[index * config.batch_size:(index + 1) * config.batch_size]
+        start = index * ret_batch % len(requests)
+        retrieval = (requests + requests)[start:start + min(ret_batch, len(requests))]
         started = time.perf_counter()
         with autocast:
-            losses = objective(batch, random.Random(config.seed + step))
+            losses = objective(batch, random.Random(config.seed + step), retrieval)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         optimizer.step()

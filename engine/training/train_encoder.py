@@ -39,6 +39,7 @@ from engine.typed_config import to_mapping
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH = 128
+CHECKPOINT = "checkpoint.pt"
 MAX_LOGIT_SCALE = 100.0
 
 
@@ -101,41 +102,72 @@ def _load_split(bundle: ClipBundle, split: SplitTrunk, sources: Sequence[Dataset
 
 def _fit(bundle: ClipBundle, split: SplitTrunk, data: SplitData, cfg: EncoderTrainConfig,
          max_steps: int | None) -> list[dict[str, float]]:
+    """The training loop; checkpoints every ``cfg.checkpoint_every`` steps and resumes from
+    ``out_dir/checkpoint.pt`` (each epoch's order and each step's views come from the seed, so
+    a resumed run takes the same steps as an unbroken one)."""
     model = bundle.model
     params = _unfreeze(model, split, cfg.text_trainable_layers)
     optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.learning_rate)
     steps_per_epoch = -(-len(data.captions) // cfg.batch_size)
-    total = min(max_steps or 10**9, cfg.epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch
     scheduler = warmup_cosine(optimizer, min(cfg.warmup_steps, total // 5), total)
-    history: list[dict[str, float]] = []
-    rng = random.Random(cfg.seed)
-    step = 0
-    for epoch in range(cfg.epochs):
-        losses, seen, t0 = [], 0, time.time()
+    stop = min(max_steps or total, total)  # max_steps ends early, the schedule stays
+    checkpoint = Path(cfg.out_dir) / CHECKPOINT
+    step, history = _resume(checkpoint, model, optimizer, scheduler)
+    bar = tqdm(total=stop, initial=step, desc="adapt encoder", unit="step")
+    losses: list[float] = []
+    while step < stop:
+        epoch, index = divmod(step, steps_per_epoch)
         order = list(range(len(data.captions)))
-        rng.shuffle(order)
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}")
-        for start in bar:
-            batch = order[start:start + cfg.batch_size]
-            loss = _step(bundle, split, data, batch, rng)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            _clamp_scale(model)
-            losses.append(float(loss.detach()))
-            seen += len(batch)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.time() - t0):.1f}")
-            step += 1
-            if step >= total:
-                break
-        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses),
-                        "images_per_s": seen / (time.time() - t0)})
-        logger.info("epoch %d: loss %.4f", epoch + 1, history[-1]["loss"])
-        if step >= total:
-            break
+        random.Random(cfg.seed * 1000 + epoch).shuffle(order)
+        batch = order[index * cfg.batch_size:(index + 1) * cfg.batch_size]
+        loss = _step(bundle, split, data, batch, random.Random(cfg.seed + step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        _clamp_scale(model)
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % steps_per_epoch == 0 or step == stop:
+            history.append({"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1)})
+            logger.info("epoch %d: loss %.4f", epoch + 1, history[-1]["loss"])
+            losses = []
+        if step % cfg.checkpoint_every == 0 or step == stop:
+            _checkpoint(checkpoint, step, model, optimizer, scheduler, history)
+    bar.close()
     model.requires_grad_(False)
     return history
+
+
+def _checkpoint(path: Path, step: int, model: Any, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler,
+                history: list[dict[str, float]]) -> None:
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    state = {"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "history": history}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a crash mid-write never leaves a half checkpoint
+
+
+def _resume(path: Path, model: Any, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler
+            ) -> tuple[int, list[dict[str, float]]]:
+    if not path.is_file():
+        return 0, []
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    logger.info("resumed from %s at step %d", path, state["step"])
+    return int(state["step"]), list(state["history"])
 
 
 def _step(bundle: ClipBundle, split: SplitTrunk, data: SplitData, batch: list[int],

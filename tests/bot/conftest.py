@@ -14,6 +14,7 @@ from telegram.ext import Application
 from bot.config import BotConfig
 from bot.service import ConversationService
 from bot.telegram_main import build_application
+from engine.types import ImagePart, Turn
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
@@ -30,6 +31,11 @@ TEST_BOT = BotConfig(
     rate_limit_messages=100, rate_limit_window_s=10.0, max_queued_per_chat=20,
     max_concurrent_model_calls=4, typing_delay_s=0.0,
 )
+
+
+def image_shas(turn: Turn) -> list[str]:
+    """The images of a turn, in order."""
+    return [p.sha256 for p in turn.parts if isinstance(p, ImagePart)]
 
 
 def jpeg(name: str = "00001.jpg") -> bytes:

@@ -6,6 +6,7 @@ gallery images; a follow-up question sees the image from the earlier turn."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_service
+from bot.commands.caption import run as caption_command
 from bot.config import load_config
 from bot.service import ConversationService, UserRef
 from tests.bot.conftest import TEST_BOT
@@ -38,7 +40,7 @@ async def test_image_in_description_out_then_follow_up(service: ConversationServ
     follow_up = await service.ask(USER, "What kind of scene is this?")
     assert follow_up.text.strip() and follow_up.text != reply.text
     history = (await service.history(USER)).splitlines()
-    assert len(history) == 4 and history[0].startswith("You: [image]"), history
+    assert len(history) == 4 and history[0] == "You: Describe this image. [image]", history
 
 
 async def test_text_search_returns_matching_gallery_images(service: ConversationService) -> None:
@@ -53,3 +55,25 @@ async def test_more_like_this_finds_the_same_scene_first(service: ConversationSe
     reply = await service.similar(USER, (SEED_GALLERY / "airport_349.jpg").read_bytes())
     best = reply.hits[0]
     assert best.label == "airport" and best.score > 0.99, (best.label, best.score)
+
+
+async def test_first_description_is_what_capret_caption_writes(
+    service: ConversationService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = RSICD_IMAGES / "00010.jpg"
+    reply = await service.ask(USER, "", [path.read_bytes()])
+    assert caption_command(argparse.Namespace(config=None, images=[str(path)],
+                                              max_new_tokens=None)) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == f"{path}\t{reply.text}"
+
+
+@pytest.mark.parametrize("text", ["is it going to rain tomorrow?", "what is this place called?",
+                                  "where is this?", "hi", "thanks!"])
+async def test_honest_replies_never_search_nor_invent(service: ConversationService,
+                                                      text: str) -> None:
+    await service.ask(USER, "", [(RSICD_IMAGES / "00001.jpg").read_bytes()])
+    reply = await service.ask(USER, text)
+    assert not reply.hits
+    assert reply.text.startswith("I can't tell") or reply.text.startswith("I describe")
+    assert not any(w in reply.text.lower() for w in ("sunny", "cloudy", "°", "degrees"))

@@ -10,7 +10,9 @@ import pytest
 
 from bot.errors import UserFacingError
 from bot.service import ConversationService, UserRef
-from engine.types import ImagePart, TextPart
+from engine.prompt import image_turn
+from engine.tokens import caption_prompt
+from engine.types import ImagePart
 from tests.bot.conftest import TEST_BOT, jpeg
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
@@ -26,8 +28,8 @@ async def test_photo_then_follow_up_keeps_images_in_context(
     await service.ask(ALICE, "is there a river?")
     dialogue = engine.last_dialogue
     assert [t.role for t in dialogue] == ["user", "assistant", "user"]
-    assert isinstance(dialogue[0].parts[0], ImagePart)
-    assert dialogue[0].parts[-1] == TextPart("Describe this image.")
+    shas = [p.sha256 for p in dialogue[0].parts if isinstance(p, ImagePart)]
+    assert len(shas) == 1 and dialogue[0] == image_turn(caption_prompt(1), *shas)
     assert engine.embed_calls == 1, "an image is embedded once, then cached"
 
 
@@ -37,7 +39,7 @@ async def test_streaming_reports_growing_text(service: ConversationService) -> N
     async def progress(text: str) -> None:
         seen.append(text)
 
-    reply = await service.ask(ALICE, "hello", (), progress)
+    reply = await service.ask(ALICE, "what do you see?", (), progress)
     assert len(seen) > 3 and all(a in b for a, b in zip(seen, seen[1:], strict=False))
     assert reply.text.startswith("I see 0 image")
 
@@ -80,7 +82,7 @@ async def test_similar_uses_last_conversation_image(service: ConversationService
 async def test_bad_inputs_are_user_facing_and_store_nothing(
     service: ConversationService, store: MemoryStore
 ) -> None:
-    await service.ask(ALICE, "hello")
+    await service.ask(ALICE, "what do you see?")
     for text, uploads in [("", []), ("x" * 5000, []), ("", [b"garbage"]), ("", [jpeg()[:500]])]:
         with pytest.raises(UserFacingError):
             await service.ask(ALICE, text, uploads)
@@ -92,7 +94,7 @@ async def test_bad_inputs_are_user_facing_and_store_nothing(
 async def test_engine_failure_loses_nothing_stored(
     service: ConversationService, engine: FakeEngine, store: MemoryStore
 ) -> None:
-    await service.ask(ALICE, "hello")
+    await service.ask(ALICE, "what do you see?")
     engine.fail_next = RuntimeError("boom")
     with pytest.raises(RuntimeError):
         await service.ask(ALICE, "again", (), None)
@@ -109,7 +111,7 @@ async def test_engine_failure_loses_nothing_stored(
 async def test_reset_history_export_forget(service: ConversationService) -> None:
     await service.ask(ALICE, "what is this?", [jpeg()])
     history = await service.history(ALICE)
-    assert history.startswith("You: [image] what is this?")
+    assert history.startswith("You: what is this? [image]")
     archive = zipfile.ZipFile(io.BytesIO(await service.export(ALICE)))
     assert "conversation.json" in archive.namelist()
     assert any(name.startswith("images/") for name in archive.namelist())
@@ -146,5 +148,6 @@ async def test_model_calls_are_bounded(store: MemoryStore) -> None:
             running -= 1
 
     engine.generate = counting  # type: ignore[method-assign]
-    await asyncio.gather(*(service.ask(UserRef("t", str(i)), "hi") for i in range(12)))
+    await asyncio.gather(*(service.ask(UserRef("t", str(i)), "what do you see?")
+                           for i in range(12)))
     assert peak <= TEST_BOT.max_concurrent_model_calls

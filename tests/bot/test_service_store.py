@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 from bot.errors import UserFacingError
 from bot.gallery_builder import SourceImage, add_images
 from bot.service import ConversationService, UserRef
-from engine.types import ImagePart, TextPart
+from engine.prompt import image_turn
+from engine.tokens import caption_prompt
+from engine.types import TextPart
 from store import Store
 from store.models import Conversation, Embedding, Message, ShownImage, User
 from store.models import Image as ImageRow
@@ -64,7 +66,7 @@ async def test_photo_is_described_stored_and_used_in_follow_up(
     assert turns[1].parts[0].text == first.text
     await svc.ask(ALICE, "is there a river?")
     assert [t.role for t in engine.last_dialogue] == ["user", "assistant", "user"]
-    assert engine.last_dialogue[0].parts[0] == ImagePart(sha)
+    assert engine.last_dialogue[0] == image_turn(caption_prompt(1), sha)
     assert engine.embed_calls == 1, "embedded once, then read from the store's cache"
     assert set(real_store.repo.get_embeddings([sha], engine.encoder_id)) == {sha}
 
@@ -108,7 +110,7 @@ async def test_reset_keeps_the_old_conversation_out_of_context(
     await svc.ask(ALICE, "", [jpeg()])
     await svc.reset(ALICE)
     assert await svc.history(ALICE) == "This conversation is empty."
-    await svc.ask(ALICE, "hello")
+    await svc.ask(ALICE, "what do you see?")
     assert len(engine.last_dialogue) == 1
     assert len(real_store.repo.list_conversations(uid(real_store, ALICE))) == 2
 

@@ -19,7 +19,7 @@ async def test_history_reset_about(api: BotApiStub, bot: BotRunner) -> None:
     await api.push_text(USER, "/about")
     await api.wait_for(lambda: any("Gallery: 12 images" in t for t in api.texts(USER)))
     texts = api.texts(USER)
-    assert any(t.startswith("You: [image] what is it?") for t in texts)
+    assert any(t.startswith("You: what is it? [image]") for t in texts)
     assert any(t.startswith("New conversation") for t in texts)
     assert "This conversation is empty." in texts
 
@@ -33,7 +33,7 @@ async def test_export_sends_an_archive(api: BotApiStub, bot: BotRunner) -> None:
 
 
 async def test_forget_needs_confirmation(api: BotApiStub, bot: BotRunner) -> None:
-    await api.push_text(USER, "hello")
+    await api.push_text(USER, "what do you see?")
     await api.push_text(USER, "/forget")
     await api.wait_for(lambda: any("reply_markup" in c.params for c in api.sent("sendMessage")))
     question = next(c for c in api.sent("sendMessage") if "reply_markup" in c.params)

@@ -8,9 +8,9 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from engine.types import ImagePart, TextPart
+from engine.prompt import image_turn
 from tests.bot.bot_api_stub import BotApiStub
-from tests.bot.conftest import SAMPLES, BotRunner, jpeg
+from tests.bot.conftest import SAMPLES, BotRunner, image_shas, jpeg
 from tests.bot.fake_engine import FakeEngine
 
 
@@ -21,7 +21,8 @@ def final_reply(api: BotApiStub, chat: int, start: str) -> bool:
 async def test_caption_is_the_question(api: BotApiStub, bot: BotRunner, engine: FakeEngine) -> None:
     await api.push_photo(21, jpeg(), caption="how many planes?")
     await api.wait_for(lambda: final_reply(api, 21, "I see 1 image"))
-    assert engine.last_dialogue[-1].parts[-1] == TextPart("how many planes?")
+    turn = engine.last_dialogue[-1]
+    assert turn == image_turn("how many planes?", *image_shas(turn))
 
 
 async def test_image_files_of_each_format(api: BotApiStub, bot: BotRunner) -> None:
@@ -48,8 +49,7 @@ async def test_album_is_one_turn(api: BotApiStub, bot: BotRunner, engine: FakeEn
                              caption="compare them" if name == "00001.jpg" else None)
     await api.wait_for(lambda: final_reply(api, 22, "I see 3 image"))
     first = engine.last_dialogue[0]
-    assert sum(isinstance(p, ImagePart) for p in first.parts) == 3
-    assert first.parts[-1] == TextPart("compare them")
+    assert len(image_shas(first)) == 3 and first == image_turn("compare them", *image_shas(first))
     assert engine.generate_calls == 1
 
 

@@ -26,7 +26,7 @@ def png(image: Image.Image) -> bytes:
 async def test_every_bad_input_gets_a_clear_reply(
     api: BotApiStub, bot: BotRunner, store: MemoryStore
 ) -> None:
-    await api.push_text(USER, "hello")
+    await api.push_text(USER, "what do you see?")
     await api.wait_for(lambda: len(api.texts(USER)) == 1 and "…" not in api.texts(USER)[0])
     big_tiff = io.BytesIO()
     tifffile.imwrite(big_tiff, np.zeros((4000, 2700), dtype=np.uint16))  # ~21.6 MB
@@ -58,7 +58,7 @@ async def test_every_bad_input_gets_a_clear_reply(
 async def test_unexpected_error_shows_an_id(
     api: BotApiStub, bot: BotRunner, engine: FakeEngine, store: MemoryStore
 ) -> None:
-    await api.push_text(USER, "hello")
+    await api.push_text(USER, "what do you see?")
     await api.wait_for(lambda: len(store.history(1)) == 2)
     engine.fail_next = RuntimeError("model crashed")
     await api.push_text(USER, "again")
@@ -98,8 +98,8 @@ async def test_allow_list(api: BotApiStub, service: ConversationService) -> None
     runner = BotRunner(api)
     await runner.start(service, with_bot(allowed_user_ids=(7,)))
     try:
-        await api.push_text(USER, "hello")
-        await api.push_text(7, "hello")
+        await api.push_text(USER, "what do you see?")
+        await api.push_text(7, "what do you see?")
         await api.wait_for(lambda: api.texts(USER) == ["Sorry, this bot is private."]
                            and any(t.startswith("I see") for t in api.texts(7)))
     finally:

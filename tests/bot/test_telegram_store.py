@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.prompt import image_turn
 from tests.bot.bot_api_stub import BotApiStub
-from tests.bot.conftest import BotRunner, jpeg
+from tests.bot.conftest import BotRunner, image_shas, jpeg
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
 
@@ -42,5 +43,6 @@ async def test_photo_search_restart_more(api: BotApiStub, tmp_path: Path) -> Non
         store.close()
     files = [f for call in api.sent("sendMediaGroup", USER) for f in call.files.values()]
     assert len(files) == 8 and len(set(files)) == 8, "no repeats across the restart"
-    assert engine.last_dialogue[0].parts[-1].text == "what is here?"  # type: ignore[union-attr]
+    first = engine.last_dialogue[0]
+    assert first == image_turn("what is here?", *image_shas(first))
     assert engine.embed_calls == 0, "the upload's embedding came from the store's cache"

@@ -20,6 +20,25 @@ def test_prefix_shape(k: int) -> None:
     assert bridge.prefix(torch.randn(3, 32)).shape == (3, k, 64)
 
 
+def test_spatial_cells_become_extra_prefix_vectors_after_the_pooled_ones() -> None:
+    spec = dataclasses.replace(SPEC, image_dim=8 * 5, grid_cells=4)
+    bridge = Bridge(spec)
+    features = torch.randn(3, 40)
+    prefix = bridge.prefix(features)
+    assert spec.tokens_per_image == 8 and prefix.shape == (3, 8, 64)
+    moved = features.clone()
+    moved[:, 8:16] += 1.0  # change only the first cell
+    changed = (bridge.prefix(moved) - prefix).abs().sum(dim=(0, 2))
+    assert changed[:4].sum() == 0 and changed[4] > 0 and changed[5:].sum() == 0
+    # gallery vectors come from the pooled part alone
+    torch.testing.assert_close(bridge.image_vectors(moved), bridge.image_vectors(features))
+
+
+def test_spatial_spec_must_split_evenly() -> None:
+    with pytest.raises(ValueError, match="grid cells"):
+        Bridge(dataclasses.replace(SPEC, image_dim=41, grid_cells=4))
+
+
 def test_round_trip_is_bit_exact(tmp_path: Path) -> None:
     bridge = Bridge(SPEC)
     bridge.save(tmp_path, extra={"note": "x"})

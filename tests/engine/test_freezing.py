@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from engine.tokens import CAPTION_PROMPT
 from engine.training.objective import Example, Objective
 from tests.engine.tiny import tiny_engine
 
@@ -15,8 +16,10 @@ def _examples(dim: int) -> list[Example]:
     torch.manual_seed(1)
     captions = ["many planes are parked near a terminal", "a river flows past green fields",
                 "storage tanks stand beside a road", "a stadium is surrounded by buildings"]
-    return [Example(torch.randn(dim), c, label="airport", scene_question=i == 3)
-            for i, c in enumerate(captions)]
+    # The last one is a follow-up dialogue: the description, then a question.
+    return [Example.captioning(torch.randn(dim), c) for c in captions[:3]] + [
+        Example(torch.randn(dim), captions[3],
+                ((CAPTION_PROMPT, captions[3]), ("Is there a stadium?", "Yes.")))]
 
 
 @pytest.mark.parametrize("tied", [True, False])

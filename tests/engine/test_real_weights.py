@@ -9,6 +9,8 @@ from PIL import Image
 from bot.config import load_config
 from engine import create_engine
 from engine.model import RSCapRet
+from engine.prompt import image_turn
+from engine.tokens import CAPTION_PROMPT
 from engine.types import GenerationOptions, TextPart, Turn
 from tests.paths import RSICD_IMAGES as RSICD
 
@@ -40,3 +42,13 @@ def test_engine_identities_name_the_embedded_models(engine: RSCapRet) -> None:
     assert engine.encoder_id.startswith("efficientnet-lite0")
     assert engine.lm.name == "embedded:smollm2-135m-instruct"
     assert engine.lm.tokenizer.encode("[RET]", add_special_tokens=False) == [engine.lm.ret_id]
+
+
+def test_batched_descriptions_equal_one_at_a_time(engine: RSCapRet) -> None:
+    names = ["00001.jpg", "00010.jpg", "00020.jpg"]
+    features = engine.embed_images([Image.open(RSICD / n).convert("RGB") for n in names])
+    embeddings = dict(zip(names, features, strict=True))
+    dialogues = [[image_turn(CAPTION_PROMPT, n)] for n in names]
+    options = GenerationOptions(strategy="greedy", max_new_tokens=30, allow_retrieval=False)
+    single = [engine.generate(d, embeddings, options).text for d in dialogues]
+    assert engine.generate_batch(dialogues, embeddings, options) == single

@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from engine.config import EngineConfig
+from engine.tokens import CAPTION_PROMPT, SCENE_PROMPT, scene_answer
 from engine.training.config import TrainConfig
-from engine.training.train import TrainItem, epoch_examples, train_bridge
+from engine.training.questions import Question
+from engine.training.train import TrainItem, epoch_examples, retrieval_examples, train_bridge
 from tests.engine.tiny import tiny_engine
 
 CAPTIONS = [("many planes are parked near a terminal", "airport"),
@@ -58,7 +60,27 @@ def test_epochs_are_reproducible_and_scene_questions_are_mixed_in() -> None:
     items = _items(8)
     config = TrainConfig(scene_question_ratio=1.0)
     first, again = epoch_examples(items, config, 0), epoch_examples(items, config, 0)
-    assert [e.caption for e in first] == [e.caption for e in again]
-    assert sum(e.scene_question for e in first) == len(items)
+    assert [e.exchanges for e in first] == [e.exchanges for e in again]
+    scene = [e for e in first if e.exchanges[0][0] == SCENE_PROMPT]
+    assert len(scene) == len(items)
+    assert {e.exchanges[0][1] for e in scene} == {scene_answer(label) for _, label in CAPTIONS}
     assert [e.caption for e in epoch_examples(items, config, 1)] != [e.caption for e in first] \
         or len(items) < 3
+
+
+def test_dialogues_describe_first_then_ask_the_image_s_own_questions() -> None:
+    question = Question("presence", "Is there a river?", "Yes.", "yes")
+    items = [TrainItem(torch.zeros(1, 8), ("a river flows past green fields",), "river",
+                       (question,))]
+    examples = epoch_examples(items, TrainConfig(scene_question_ratio=0.0, dialogue_ratio=1.0), 0)
+    dialogue = [e for e in examples if len(e.exchanges) > 1]
+    assert len(dialogue) == 1 and len(examples) == 2
+    assert dialogue[0].exchanges == ((CAPTION_PROMPT, "a river flows past green fields"),
+                                     ("Is there a river?", "Yes."))
+
+
+def test_retrieval_stream_holds_every_image_once_per_epoch() -> None:
+    items = _items(8)
+    stream = retrieval_examples(items, TrainConfig(), 0)
+    assert sorted(e.caption for e in stream) == sorted(c for c, _ in CAPTIONS)
+    assert all(len(e.exchanges) == 1 for e in stream)

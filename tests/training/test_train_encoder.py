@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from engine.training.config import DatasetSource, EncoderTrainConfig
 from engine.training.train_encoder import clip_loss, train_encoder
@@ -53,3 +54,22 @@ def test_tiny_adaptation_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     saved = json.loads((tmp_path / "out" / "encoder.json").read_text())
     assert {"val_before", "val_after", "encoder_id", "config"} <= set(saved)
     assert list((tmp_path / "cache" / "encoder").glob("*view0*.safetensors"))
+
+
+@pytest.mark.real_weights
+@pytest.mark.skipif(not RSICD.is_dir(), reason="needs the shared RSICD copy")
+def test_a_stopped_adaptation_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    source = _tiny_dataset(tmp_path)
+
+    def config(out: str) -> EncoderTrainConfig:
+        return EncoderTrainConfig(epochs=2, batch_size=4, warmup_steps=1, trainable_blocks=1,
+                                  text_trainable_layers=1, cached_views=2, checkpoint_every=1,
+                                  out_dir=str(tmp_path / out), feature_cache=str(tmp_path / "c"))
+
+    train_encoder(config("straight"), [source])
+    train_encoder(config("resumed"), [source], max_steps=1)  # "killed" after 1 of 4 steps
+    train_encoder(config("resumed"), [source])
+    straight = load_file(str(tmp_path / "straight" / "visual.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "visual.safetensors"))
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, msg=name)

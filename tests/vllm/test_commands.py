@@ -58,3 +58,10 @@ def test_doctor_checks_both_servers(servers: ServerPair) -> None:
     down = dataclasses.replace(live.engine.vllm, pooling_url=f"http://127.0.0.1:{free_port()}")
     ok, line = check_vllm(AppConfig(engine=dataclasses.replace(live.engine, vllm=down)))
     assert not ok and "pooling: cannot reach the vLLM server" in line, line
+
+
+def test_vllm_config_is_the_default_served_by_vllm() -> None:
+    """configs/vllm.yaml must stay the shipped default's model, or the bridge would not fit."""
+    default, served = load_config().engine, load_config(VLLM_YAML).engine
+    assert served.backend == "vllm"
+    assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default

@@ -69,3 +69,12 @@ def test_forced_retrieval_queries_agree(hf_engine: RSCapRet, vllm_engine: RSCapR
     reference = hf_engine.retrieve_batch(dialogues, {})
     assert np.abs(np.stack(single) - reference).max() < 1e-3
     assert np.abs(batch - reference).max() < 1e-3
+
+
+def test_batched_greedy_replies_agree(hf_engine: RSCapRet, vllm_engine: RSCapRet) -> None:
+    dialogues = [[Turn("user", (ImagePart(name), TextPart("Describe this image.")))]
+                 for name in ("00001.jpg", "00010.jpg", "00020.jpg")]
+    images = embeddings(hf_engine, "00001.jpg", "00010.jpg", "00020.jpg")
+    options = GenerationOptions(max_new_tokens=30)
+    assert (vllm_engine.generate_batch(dialogues, images, options)
+            == hf_engine.generate_batch(dialogues, images, options))
