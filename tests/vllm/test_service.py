@@ -25,8 +25,9 @@ from tests.vllm.conftest import RUNNING_ENV, vllm_config
 pytestmark = pytest.mark.real_weights
 
 USER = UserRef("test", "vllm")
-# The shipped default answers this with a 60-token story (text, not [RET]).
-STORY = "Write a long story about a harbour town seen from a satellite."
+# A turn with an image is answered in words, never with [RET] (the service's rule).
+DESCRIBE = "Describe this image in detail."
+PHOTO = RSICD_IMAGES / "00070.jpg"
 
 
 async def user_turns(service: ConversationService) -> int:
@@ -82,10 +83,10 @@ async def test_a_server_killed_mid_reply(service: ConversationService,
             servers.kill("generate")
 
     with pytest.raises(UserFacingError, match="not reachable"):
-        await service.ask(USER, STORY, progress=progress)
+        await service.ask(USER, DESCRIBE, [PHOTO.read_bytes()], progress=progress)
     assert pieces  # it failed in the middle of a streamed reply
     assert await user_turns(service) == 0  # nothing half-written
     with pytest.raises(UserFacingError, match="not reachable"):  # still down: said again
-        await service.ask(USER, STORY)
+        await service.ask(USER, DESCRIBE, [PHOTO.read_bytes()])
     reply = await service.search(USER, "an airport")  # the conversation goes on
     assert reply.hits and await user_turns(service) == 1
