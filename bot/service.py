@@ -24,6 +24,7 @@ from bot.images import DecodedImage, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
 from bot.storage import ConversationStore
+from engine.backends.errors import BackendUnavailableError
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
@@ -236,7 +237,11 @@ class ConversationService:
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
         async with self._model_slots:
-            return await asyncio.get_running_loop().run_in_executor(self._model_pool, fn, *args)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._model_pool, fn, *args)
+            except BackendUnavailableError as exc:
+                raise _model_down(exc) from exc
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store (or decoding) call in the I/O thread pool."""
@@ -281,6 +286,8 @@ async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> Gener
                 await progress(text)
             except Exception:  # showing progress is cosmetic; the final reply still comes
                 logger.warning("progress callback failed", exc_info=True)
+    if isinstance(failure, BackendUnavailableError):
+        raise _model_down(failure) from failure
     if failure is not None:
         raise failure
     return result if result is not None else GenerationResult(text)
@@ -289,6 +296,12 @@ async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> Gener
 def _session(uid: int) -> str:
     """The engine's key for a user's conversation (its cross-turn KV cache)."""
     return f"user-{uid}"
+def _model_down(exc: BackendUnavailableError) -> UserFacingError:
+    """A model server that is down or restarting: say so; nothing of the turn was stored."""
+    logger.error("model backend unavailable: %s", exc)
+    return UserFacingError("The language model is not reachable right now, so this message "
+                           "was not answered (nothing was saved). Please send it again in a "
+                           "minute.")
 
 
 def _found_text(hits: Sequence[Hit]) -> str:

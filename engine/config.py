@@ -100,11 +100,23 @@ class VllmConfig:
 
     # OpenAI-compatible completions server started with --enable-prompt-embeds.
     completions_url: str = "http://127.0.0.1:8000/v1"
-    # Pooling server (--runner pooling) for [RET] hidden states; None = compute them with hf.
-    pooling_url: str | None = None
-    # Served model name (the merged checkpoint written by the export command).
+    # Pooling server (--runner pooling, LAST pooling) for [RET] hidden states; required.
+    pooling_url: str | None = "http://127.0.0.1:8001"
+    # Served model name (the merged checkpoint written by `capret export-vllm`).
     served_model: str = "rs-capret"
+    # Where `capret export-vllm` writes that checkpoint and `capret serve-llm` serves it from.
+    checkpoint: str | None = None
+    # Longest prompt + reply the servers accept (`capret serve-llm --max-model-len`).
+    max_model_len: int = 2048
+    # Seconds per socket operation (connect, each read of a streamed reply).
     timeout_s: float = 120.0
+    # Extra tries on connection errors only (never on an answer), waiting backoff_s, doubling.
+    retries: int = 3
+    backoff_s: float = 0.5
+    # Stream tokens as the server produces them (False: one answer per reply).
+    stream: bool = True
+    # Concurrent requests for batched [RET] states (evaluation); the server batches them.
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,19 @@ def create_engine(config: EngineConfig) -> RSCapRet:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     encoder = build_image_encoder(config.vision, device)
-    lm = load_language(config.language, device)
+    lm = load_lm(config, device)
     bridge, bridge_id = build_bridge(config.bridge, bridge_spec(config.bridge, encoder, lm))
     bridge.to(device)
     return RSCapRet(config, encoder, lm, bridge, build_backend(config, lm, bridge), bridge_id)
+
+
+def load_lm(config: EngineConfig, device: torch.device) -> LanguageModel:
+    """The whole LM for in-process decoding; only its input table when a server runs it."""
+    if config.backend == "vllm":
+        from engine.backends.vllm_table import load_input_table
+
+        return load_input_table(config.language, device)
+    return load_language(config.language, device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,4 +73,12 @@ def build_bridge(config: BridgeConfig, spec: BridgeSpec) -> tuple[Bridge, str]:
 def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Backend:
     if config.backend == "hf":
         return HfBackend(lm, bridge, config.batching)
-    raise ValueError(f"backend {config.backend!r} is not available yet (known: 'hf')")
+    if config.backend == "vllm":
+        from engine.backends.vllm_connect import connect_vllm  # only when configured
+
+        if config.generation.strategy == "beam":  # fail at start, not on every message
+            raise ValueError("engine.generation.strategy: beam is not available with backend "
+                             "vllm (vLLM's beam search does not take prompt embeddings)")
+
+        return connect_vllm(config.vllm, lm, bridge)
+    raise ValueError(f"unknown backend {config.backend!r} (known: 'hf', 'vllm')")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import urllib.request
 from collections.abc import Callable
 
 from bot.commands import db as db_commands
@@ -67,12 +66,9 @@ def check_gpu(config: AppConfig) -> tuple[bool, str]:
 def check_vllm(config: AppConfig) -> tuple[bool, str]:
     if config.engine.backend != "vllm":
         return True, "not used (backend: hf)"
-    url = config.engine.vllm.completions_url.rstrip("/") + "/models"
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 (configured URL)
-            return response.status == 200, f"{url} answered {response.status}"
-    except OSError as exc:
-        return False, f"{url} unreachable: {exc}"
+    from engine.backends.vllm_connect import probe_servers
+
+    return probe_servers(config.engine.vllm)
 
 
 def _cached(role: str) -> bool:

@@ -1,0 +1,113 @@
+"""The vLLM backend: decoding on a vLLM server from prompt embeddings, [RET] states from a second.
+
+The engine still builds every prompt's embeddings (token rows, the [RET] row, image prefixes);
+this backend sends them as ``prompt_embeds`` to ``/v1/completions`` (which applies no chat
+template) and reads the chosen token ids back, streamed. Generation returns no hidden states, so
+at [RET] the whole sequence (prompt, generated tokens, [RET]) goes to a pooling server (LAST
+pooling, no activation), which returns the last layer's hidden state there, as the hf backend's.
+Both serve the checkpoint written by ``engine.backends.vllm_export``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from engine.backends.vllm_http import HttpClient, VllmError
+from engine.backends.vllm_payload import completion_body, pooling_body
+from engine.generate import DecodeEvent, DecodeSettings, Finished
+
+logger = logging.getLogger(__name__)
+
+# Token ids (N,) -> their input embeddings (N, D), [RET] taking the bridge's row.
+TokenEmbedder = Callable[[list[int]], torch.Tensor]
+
+
+class VllmBackend:
+    """Decodes on a vLLM completions server; [RET] hidden states from a vLLM pooling server."""
+
+    def __init__(self, generate: HttpClient, pool: HttpClient, model: str,
+                 embed_tokens: TokenEmbedder, stream: bool = True, concurrency: int = 8) -> None:
+        self.generate = generate
+        self.pool = pool
+        self.model = model
+        self.embed_tokens = embed_tokens
+        self.stream = stream
+        self.concurrency = concurrency
+
+    def decode(self, embeds: torch.Tensor, settings: DecodeSettings) -> Iterator[DecodeEvent]:
+        """Token ids as the server chooses them, then ``Finished`` (with [RET]'s hidden state)."""
+        if settings.strategy == "beam" and settings.num_beams > 1:
+            raise VllmError("beam search is not available with the vllm backend: vLLM's beam "
+                            "search does not take prompt embeddings; use greedy or sample")
+        ids: list[int] = []
+        for token in self._tokens(completion_body(self.model, embeds, settings, self.stream),
+                                  settings):
+            ids.append(token)
+            yield token
+        if ids and ids[-1] == settings.ret_id:
+            yield Finished(self.last_hidden(torch.cat([embeds, self._embed(ids, embeds)])))
+        else:
+            yield Finished(None)
+
+    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
+                     ) -> list[list[int]]:
+        """Greedy ids for several prompts, as concurrent requests (the server batches them
+        continuously); without [RET], as the hf backend's."""
+        def one(embeds: torch.Tensor) -> list[int]:
+            return [e for e in self.decode(embeds, settings) if isinstance(e, int)]
+
+        with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-decode") as pool:
+            return list(pool.map(one, sequences))
+
+    def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
+        answer = self.pool.post("/pooling", pooling_body(self.model, embeds))
+        return pooled_vector(answer, embeds.shape[1])
+
+    def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
+        """``last_hidden`` of each sequence, sent as concurrent requests (the server batches
+        them continuously): (N, D)."""
+        with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-pool") as pool:
+            return torch.stack(list(pool.map(self.last_hidden, sequences)))
+
+    def _workers(self, sequences: list[torch.Tensor]) -> int:
+        return max(1, min(self.concurrency, len(sequences)))
+
+    def _embed(self, ids: list[int], like: torch.Tensor) -> torch.Tensor:
+        return self.embed_tokens(ids).to(device=like.device, dtype=like.dtype)  # (N, D)
+
+    def _tokens(self, body: dict[str, Any], s: DecodeSettings) -> Iterator[int]:
+        """The reply's token ids, without a closing EOS; [RET] kept when it ended the reply."""
+        choices = (self.generate.stream("/v1/completions", body) if self.stream
+                   else iter([self.generate.post("/v1/completions", body)]))
+        stop = None
+        for chunk in choices:
+            choice = chunk["choices"][0]
+            for token in choice.get("token_ids") or ():
+                if token in s.eos_ids:
+                    return
+                yield int(token)
+                if token == s.ret_id:
+                    return
+            stop = choice.get("stop_reason", stop)
+        if stop == s.ret_id:  # a server that leaves the stop token out of token_ids
+            yield s.ret_id
+
+
+def pooled_vector(answer: dict[str, Any], width: int) -> torch.Tensor:
+    """The (D,) vector of a /pooling answer; a clear error for any other shape."""
+    try:
+        data = answer["data"][0]["data"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise VllmError(f"unexpected /pooling answer: {str(answer)[:200]}") from exc
+    vector = torch.tensor(data, dtype=torch.float32)
+    if vector.shape != (width,):
+        raise VllmError(f"the pooling server returned a vector of shape {tuple(vector.shape)}, "
+                        f"expected ({width},): is it started with LAST pooling "
+                        "(`capret serve-llm` does that)?")
+    return vector

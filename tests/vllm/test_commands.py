@@ -1,0 +1,67 @@
+"""`capret serve-llm`'s server command lines and `capret doctor`'s vLLM line, on real servers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.commands import serve_llm
+from bot.commands.doctor import check_vllm
+from bot.config import AppConfig, load_config
+from engine.backends.vllm_launch import ServerPair, server_argv, server_env
+from tests.paths import PROJECT
+from tests.vllm.conftest import free_port, vllm_config
+
+VLLM_YAML = PROJECT / "configs" / "vllm.yaml"
+
+
+def args(**given: object) -> argparse.Namespace:
+    values = {"config": str(VLLM_YAML), "checkpoint": None, "device": "cpu",
+              "host": "127.0.0.1", "python": "/venv/bin/python", "ready_timeout": 5.0}
+    return argparse.Namespace(**{**values, **given})
+
+
+def test_serve_llm_cpu_command_lines(tmp_path: Path) -> None:
+    config = load_config(VLLM_YAML).engine.vllm
+    settings = serve_llm.serve_settings(config, tmp_path, args())
+    generate, pooling = server_argv(settings, "generate"), server_argv(settings, "pooling")
+    for argv, port in ((generate, "8000"), (pooling, "8001")):
+        assert argv[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"
+        assert argv[argv.index("--port") + 1] == port
+        assert "--enable-prompt-embeds" in argv and "--enforce-eager" in argv
+        assert argv[argv.index("--served-model-name") + 1] == "rs-capret"
+    assert "--runner" not in generate and "--logits-processors" in generate
+    assert json.loads(pooling[pooling.index("--pooler-config") + 1]) == {
+        "pooling_type": "LAST", "use_activation": False}
+    assert pooling[pooling.index("--chat-template") + 1] == str(tmp_path / "passthrough.jinja")
+    env = server_env(settings)
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+
+
+def test_serve_llm_wants_an_exported_checkpoint(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve_llm.run(args(checkpoint=str(tmp_path))) == 2
+    assert "capret export-vllm" in capsys.readouterr().err
+
+
+@pytest.mark.real_weights
+def test_doctor_checks_both_servers(servers: ServerPair) -> None:
+    config = load_config(VLLM_YAML)
+    live = dataclasses.replace(config, engine=vllm_config(config.engine, servers))
+    ok, line = check_vllm(live)
+    assert ok and line.count("vLLM 0.32.0 serving") == 2, line
+    down = dataclasses.replace(live.engine.vllm, pooling_url=f"http://127.0.0.1:{free_port()}")
+    ok, line = check_vllm(AppConfig(engine=dataclasses.replace(live.engine, vllm=down)))
+    assert not ok and "pooling: cannot reach the vLLM server" in line, line
+
+
+def test_vllm_config_is_the_default_served_by_vllm() -> None:
+    """configs/vllm.yaml must stay the shipped default's model, or the bridge would not fit."""
+    default, served = load_config().engine, load_config(VLLM_YAML).engine
+    assert served.backend == "vllm"
+    assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
