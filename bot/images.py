@@ -18,6 +18,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from bot.errors import UserFacingError
+from bot.geo import GeoReading, read_geo
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class DecodedImage:
     png: bytes
     sha256: str
     source_format: str
+    # What a GeoTIFF says about where the scene is (None: nothing, e.g. any plain photo).
+    geo: GeoReading | None = None
 
 
 def decode_image(
@@ -51,15 +54,16 @@ def decode_image(
         raise ImageRejected("The file is empty.")
     if len(data) > max_bytes:
         raise ImageRejected(f"The file is too large (limit {max_bytes // (1024 * 1024)} MB).")
+    geo = None
     if data[:4] in TIFF_MAGIC:
-        rgb, fmt = _decode_tiff(data, max_pixels), "TIFF"
+        (rgb, geo), fmt = _decode_tiff(data, max_pixels), "TIFF"
     else:
         rgb, fmt = _decode_pillow(data, max_pixels)
     rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
     png = buffer.getvalue()
-    return DecodedImage(rgb, png, hashlib.sha256(png).hexdigest(), fmt)
+    return DecodedImage(rgb, png, hashlib.sha256(png).hexdigest(), fmt, geo)
 
 
 def _decode_pillow(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
@@ -103,7 +107,7 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode_tiff(data: bytes, max_pixels: int) -> Image.Image:
+def _decode_tiff(data: bytes, max_pixels: int) -> tuple[Image.Image, GeoReading | None]:
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             series = tif.series[0]
@@ -114,13 +118,14 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Image.Image:
             page = tif.pages.first
             photometric_rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
             names = _gdal_band_names(page)
+            geo = read_geo(page, width, height)
             array = series.asarray()
     except ImageRejected:
         raise
     except Exception as exc:  # tifffile raises many types on malformed files
         logger.info("TIFF rejected: %s: %s", type(exc).__name__, exc)
         raise ImageRejected("The TIFF is corrupt, truncated or uses an unsupported codec.") from exc
-    return _array_to_rgb(_to_hwc(array, axes), photometric_rgb, names)
+    return _array_to_rgb(_to_hwc(array, axes), photometric_rgb, names), geo
 
 
 def _tiff_geometry(shape: tuple[int, ...], axes: str) -> tuple[int, int, int, str]:
@@ -143,7 +148,7 @@ def _to_hwc(array: np.ndarray, axes: str) -> np.ndarray:
 
 
 def _gdal_band_names(page: tifffile.TiffPage) -> list[str]:
-    tag = page.tags.get("GDALMetadata")
+    tag = page.tags.get(42112)  # GDAL_METADATA (tifffile's name is not "GDALMetadata")
     if tag is None or not isinstance(tag.value, str):
         return []
     found = re.findall(

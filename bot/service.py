@@ -79,6 +79,7 @@ class ConversationService:
         user_turn = Turn("user", parts)
         for image in images:
             await self._db(self.store.put_image, uid, image.sha256, image.png)
+        await self._keep_footprints(images)
         dialogue = [*await self._db(self.store.context, uid), user_turn]
         embeddings = await self._embeddings(dialogue, images)
         # A turn that brings images is about them: describe or answer, never search instead
@@ -88,7 +89,7 @@ class ConversationService:
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
             hits = await self._search(uid, result.query, fresh=True)
-        reply = result.text.strip() or _found_text(hits)
+        reply = with_locations(result.text.strip() or _found_text(hits), images)
         await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
         return Reply(reply, hits)
 
@@ -207,6 +208,13 @@ class ConversationService:
             found.update(computed)
         return found
 
+    async def _keep_footprints(self, images: Sequence[DecodedImage]) -> None:
+        """Store each GeoTIFF's footprint with its image (read from the file, never guessed)."""
+        for image in images:
+            if image.geo is not None and image.geo.footprint is not None:
+                await self._db(self.store.put_footprint, image.sha256,
+                               image.geo.footprint.as_dict())
+
     async def _stored_image(self, sha: str) -> Any:
         data = await self._db(self.store.get_image, sha)
         if data is None:
@@ -274,6 +282,17 @@ async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> Gener
     if failure is not None:
         raise failure
     return result if result is not None else GenerationResult(text)
+
+
+def with_locations(text: str, images: Sequence[DecodedImage]) -> str:
+    """The reply plus what each georeferenced file says about where it is; nothing for plain
+    photos (a location is never guessed from pixels)."""
+    notes = [(index, image.geo.describe()) for index, image in enumerate(images, 1)
+             if image.geo is not None]
+    if not notes:
+        return text
+    lines = [note if len(images) == 1 else f"Image {index}: {note}" for index, note in notes]
+    return "\n\n".join([text, *lines])
 
 
 def _found_text(hits: Sequence[Hit]) -> str:

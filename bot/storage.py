@@ -50,6 +50,10 @@ class ConversationStore(Protocol):
         """Keep an image the user sent, content-addressed (``sha256`` of ``data``)."""
         ...
 
+    def put_footprint(self, sha256: str, footprint: dict[str, object]) -> None:
+        """Keep a stored image's footprint (``bot.geo.Footprint.as_dict()``)."""
+        ...
+
     def get_image(self, sha256: str) -> bytes | None:
         """An image file kept earlier, or None."""
         ...

@@ -65,6 +65,9 @@ class StoreAdapter:
             raise ValueError(f"image bytes hash to {image.sha256}, not {sha256}")
         self.repo.add_image(image, user_id)
 
+    def put_footprint(self, sha256: str, footprint: dict[str, object]) -> None:
+        self.store.footprints.put(sha256, footprint)
+
     def get_image(self, sha256: str) -> bytes | None:
         return self.store.blobs.get(sha256)
 

@@ -28,6 +28,7 @@ class MemoryState:
     shown: dict[int, set[str]] = field(default_factory=dict)
     searches: dict[int, np.ndarray] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
+    footprints: dict[str, dict[str, object]] = field(default_factory=dict)
     embeddings: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     gallery: list[tuple[int, str, Path, np.ndarray, str]] = field(default_factory=list)
 
@@ -85,6 +86,9 @@ class MemoryStore:
 
     def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
         self.state.images[sha256] = data
+
+    def put_footprint(self, sha256: str, footprint: dict[str, object]) -> None:
+        self.state.footprints[sha256] = dict(footprint)
 
     def get_image(self, sha256: str) -> bytes | None:
         return self.state.images.get(sha256)
