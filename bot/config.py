@@ -58,6 +58,9 @@ class BotConfig:
     stored_image_side: int = 1024
     # "/more" pages through at most this many results of one search.
     max_search_depth: int = 64
+    # Per-person daily limits (UTC days; None = no limit); admins (TELEGRAM_ADMIN_IDS) exempt.
+    daily_model_calls: int | None = 200
+    daily_upload_mb: float | None = 200.0
 
 
 @dataclass(frozen=True)

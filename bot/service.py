@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ProgressFn = Callable[[str], Awaitable[None]]
+ObserveFn = Callable[[str, float], None]
 DESCRIBE_ONE = "Describe this image."
 DESCRIBE_MANY = "Describe these images."
 _END = object()
@@ -53,12 +55,14 @@ class ConversationService:
 
     def __init__(
         self, engine: EnginePort, store: ConversationStore, config: BotConfig,
-        description: str = "",
+        description: str = "", observe: ObserveFn | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.config = config
         self.description = description
+        # Told (kind, seconds) after every model call, e.g. to keep timings for /stats.
+        self.observe = observe
         self._model_slots = asyncio.Semaphore(config.max_concurrent_model_calls)
         # Own thread pools: model calls must not starve store calls (nor the loop's default pool).
         self._model_pool = ThreadPoolExecutor(config.max_concurrent_model_calls, "capret-model")
@@ -234,7 +238,20 @@ class ConversationService:
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
         async with self._model_slots:
-            return await asyncio.get_running_loop().run_in_executor(self._model_pool, fn, *args)
+            start = time.perf_counter()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._model_pool, fn, *args)
+            finally:
+                await self._observed(getattr(fn, "__name__", "model"), start)
+
+    async def _observed(self, kind: str, start: float) -> None:
+        if self.observe is None:
+            return
+        try:
+            await self._db(self.observe, kind, time.perf_counter() - start)
+        except Exception:  # timings are for /stats; never fail a reply for them
+            logger.warning("could not record a model-call timing", exc_info=True)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store (or decoding) call in the I/O thread pool."""
@@ -259,11 +276,13 @@ class ConversationService:
                 loop.call_soon_threadsafe(pieces.put_nowait, _END)
 
         async with self._model_slots:
+            start = time.perf_counter()
             worker = loop.run_in_executor(self._model_pool, produce)
             try:
                 return await _consume(pieces, progress)
             finally:
                 await worker
+                await self._observed("generate", start)
 
 
 async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> GenerationResult:

@@ -20,6 +20,7 @@ import numpy as np
 from bot.replies import Hit
 from engine.types import ImagePart, Part, TextPart, Turn
 from store import GalleryHit, NewImage, PartInput, Store, StoredPart, StoredTurn
+from store.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 LAST_SEARCH = "last_search"
@@ -103,6 +104,11 @@ class StoreAdapter:
         hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
                                          exclude=exclude)
         return [self._hit(h) for h in hits]
+
+    @property
+    def usage(self) -> UsageLedger:
+        """Per-person daily counters (the Telegram transport's limits and /stats)."""
+        return self.store.usage
 
     def gallery_size(self) -> int:
         return len(self.store.gallery)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -28,6 +29,7 @@ from bot.telegram_chat import (
 )
 from bot.telegram_flow import AlbumCollector
 from bot.telegram_render import GrowingReply, send_hits, send_text, typing
+from bot.usage import UsageGuard, render_stats
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +60,13 @@ def replying(handler: Handler) -> Handler:
 class Handlers:
     """Every handler of the bot, sharing the service, the limits and the album collector."""
 
-    def __init__(self, service: ConversationService, config: BotConfig, albums: AlbumCollector):
+    def __init__(self, service: ConversationService, config: BotConfig, albums: AlbumCollector,
+                 usage: UsageGuard | None = None):
         self.service = service
         self.config = config
         self.albums = albums
+        # Daily limits and /stats (None: no limits, e.g. a store without usage counters).
+        self.usage = usage
         self.limiter = RateLimiter(config.rate_limit_messages, config.rate_limit_window_s)
 
     async def guard(self, update: Update, context: Context) -> None:
@@ -97,7 +102,18 @@ class Handlers:
     async def help(self, update: Update, context: Context) -> None:
         """/help: what the bot can do in this chat, with examples."""
         text = HELP_GROUP.format(bot=context.bot.username) if is_group(update) else HELP
+        if self._is_admin(update):
+            text += "\n\nAdmin: /stats users, turns, images, model-call times, sizes."
         await self._say(update, context, text)
+
+    @replying
+    async def stats(self, update: Update, context: Context) -> None:
+        """/stats (admins only): usage, timings and sizes."""
+        if self.usage is None or not self._is_admin(update):
+            raise UserFacingError("/stats is for the bot's admins.")
+        stats = await self.usage.stats()
+        size = await asyncio.to_thread(self.service.store.gallery_size)
+        await self._say(update, context, render_stats(stats, size))
 
     async def about(self, update: Update, context: Context) -> None:
         """/about: model, weights, gallery size."""
@@ -146,6 +162,7 @@ class Handlers:
         text = " ".join(context.args or [])
         if not text:
             raise UserFacingError("Tell me what to look for, e.g. /search harbour with boats")
+        await self._charge_call(update)
         async with self._typing(context, update):
             reply = await self.service.search(conversation_of(update), text)
             await self._render(update, context, reply)
@@ -159,6 +176,7 @@ class Handlers:
     @replying
     async def similar(self, update: Update, context: Context) -> None:
         """/similar or "more like this": image-to-image search from the replied or last image."""
+        await self._charge_call(update)
         await self._similar(update, context)
 
     @replying
@@ -167,6 +185,7 @@ class Handlers:
         message = update.effective_message
         assert message is not None
         text = without_mention(message.text or "", context.bot.username)
+        await self._charge_call(update)
         if MORE_LIKE_THIS.match(text):
             await self._similar(update, context)
             return
@@ -178,7 +197,8 @@ class Handlers:
         message = update.effective_message
         assert message is not None
         parts = self.albums.take(message)
-        uploads = [await self._download(part) for part in parts]
+        await self._charge_call(update)
+        uploads = [await self._download(update, part) for part in parts]
         caption = next((part.caption for part in parts if part.caption), "")
         await self._ask(update, context, without_mention(caption, context.bot.username), uploads)
 
@@ -215,7 +235,8 @@ class Handlers:
     async def _similar(self, update: Update, context: Context) -> None:
         message = update.effective_message
         target = message.reply_to_message if message is not None else None
-        upload = await self._download(target) if target is not None and _has_image(target) else None
+        has_image = target is not None and _has_image(target)
+        upload = await self._download(update, target) if target and has_image else None
         async with self._typing(context, update):
             reply = await self.service.similar(conversation_of(update), upload)
             await self._render(update, context, reply)
@@ -249,7 +270,16 @@ class Handlers:
         self.albums.take(message)  # an album not for us: drop its gathered parts
         return False
 
-    async def _download(self, message: Message) -> bytes:
+    def _is_admin(self, update: Update) -> bool:
+        user = update.effective_user
+        return self.usage is not None and user is not None and self.usage.is_admin(user.id)
+
+    async def _charge_call(self, update: Update) -> None:
+        """Count a model call against the sender's daily limit (refused when used up)."""
+        if self.usage is not None and update.effective_user is not None:
+            await self.usage.model_call(update.effective_user.id)
+
+    async def _download(self, update: Update, message: Message) -> bytes:
         if message.document is not None:
             size, file_id = message.document.file_size, message.document.file_id
         elif message.photo:
@@ -259,6 +289,8 @@ class Handlers:
         if size is not None and size > self.config.max_image_bytes:
             raise UserFacingError(
                 f"The file is too large (limit {self.config.max_image_bytes // 2**20} MB).")
+        if self.usage is not None and update.effective_user is not None:
+            await self.usage.upload(update.effective_user.id, size or 0)
         try:
             file = await message.get_bot().get_file(file_id)
             return bytes(await file.download_as_bytearray())
