@@ -35,13 +35,14 @@ def contact_sheet(hits: Sequence[Hit], path: Path, thumb: int = 224, columns: in
     return path
 
 
-def sheet_label(number: int, label: str, score: float | None = None) -> str:
+def sheet_label(number: int, label: str, score: float | None = None,
+                width: int = LABEL_CHARS) -> str:
     """A thumbnail's label in plain ASCII: the sheet's font has no glyph for dashes, arrows or
     most accents (they drew as boxes), so accents are dropped, dashes become "-" and other signs
     "?"."""
     kept = "".join(_ascii(c) for c in unicodedata.normalize("NFKD", label))
     score_text = f" {score:.2f}" if score is not None else ""
-    room = LABEL_CHARS - len(score_text) - len(f"{number}. ")
+    room = width - len(score_text) - len(f"{number}. ")
     text = kept if len(kept) <= room else kept[:room - 3] + "..."
     return f"{number}. {text}{score_text}"
 

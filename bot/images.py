@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 
 from bot.errors import UserFacingError
 from bot.geo import GeoReading, read_geo
+from bot.tiles import Tile, cut_tiles, is_large
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,23 @@ class DecodedImage:
     source_format: str
     # What a GeoTIFF says about where the scene is (None: nothing, e.g. any plain photo).
     geo: GeoReading | None = None
+    # A grid cut from the full-resolution image when it is a large scene (else empty).
+    tiles: tuple[Tile, ...] = ()
+
+
+@dataclass(frozen=True)
+class TileRule:
+    """When and how a large scene is also cut into tiles."""
+
+    # The model's input side in pixels, and how many times larger a scene must be.
+    model_side: int = 224
+    factor: float = 4.0
+    grid: int = 3
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, max_side: int = 1024
+    data: bytes, *, max_bytes: int, max_pixels: int, max_side: int = 1024,
+    tiling: TileRule | None = None,
 ) -> DecodedImage:
     """Decode an upload to RGB within limits; raise ImageRejected with a user-facing reason."""
     if not data:
@@ -59,11 +73,14 @@ def decode_image(
         (rgb, geo), fmt = _decode_tiff(data, max_pixels), "TIFF"
     else:
         rgb, fmt = _decode_pillow(data, max_pixels)
+    tiles: tuple[Tile, ...] = ()
+    if tiling is not None and is_large(rgb.width, rgb.height, tiling.model_side, tiling.factor):
+        tiles = cut_tiles(rgb, tiling.grid, tiling.model_side * 2)
     rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
     png = buffer.getvalue()
-    return DecodedImage(rgb, png, hashlib.sha256(png).hexdigest(), fmt, geo)
+    return DecodedImage(rgb, png, hashlib.sha256(png).hexdigest(), fmt, geo, tiles)
 
 
 def _decode_pillow(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
@@ -78,7 +95,8 @@ def _decode_pillow(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("The image is too large to decode safely.") from exc
+        raise ImageRejected(
+            f"The image is too large to decode safely (limit {max_pixels:,} pixels).") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageRejected(
             "Unsupported file: send a JPEG, PNG, WebP or (Geo)TIFF image."

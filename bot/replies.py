@@ -14,6 +14,8 @@ HELP = """I describe satellite and aerial images, answer questions about them an
 • Ask for images: "show me airports near the sea" or /search harbour with many boats
 • /more: the next results of the last search, without repeats.
 • Reply "more like this" (or /similar) to an image: similar images from the gallery.
+• Send a large scene as a file: described as a whole and by tiles; /tiles shows the grid.
+• A GeoTIFF's location (centre, size, CRS, date) comes from its tags; photos have none.
 
 /reset new conversation · /history what we said · /export your data · /forget delete all
 about you · /about the model"""

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ import numpy as np
 
 from bot.config import BotConfig
 from bot.errors import UserFacingError
-from bot.images import DecodedImage, decode_image
+from bot.images import DecodedImage, TileRule, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
 from bot.storage import ConversationStore
+from bot.tiles import TiledScene, notable, tile_lines, tile_sheet
 from engine.types import GenerationOptions, GenerationResult, ImagePart, Part, TextPart, Turn
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ ObserveFn = Callable[[str, float], None]
 DESCRIBE_ONE = "Describe this image."
 DESCRIBE_MANY = "Describe these images."
 _END = object()
+# Large scenes kept in memory for /tiles (their tiles are not stored; a restart forgets them).
+SCENES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class ConversationService:
         self.description = description
         # Told (kind, seconds) after every model call, e.g. to keep timings for /stats.
         self.observe = observe
+        # The newest large scene of each conversation (for /tiles and /similar), newest last.
+        self._scenes: OrderedDict[int, TiledScene] = OrderedDict()
         self._model_slots = asyncio.Semaphore(config.max_concurrent_model_calls)
         # Own thread pools: model calls must not starve store calls (nor the loop's default pool).
         self._model_pool = ThreadPoolExecutor(config.max_concurrent_model_calls, "capret-model")
@@ -94,6 +100,7 @@ class ConversationService:
         if result.query is not None:
             hits = await self._search(uid, result.query, fresh=True)
         reply = with_locations(result.text.strip() or _found_text(hits), images)
+        reply = await self._with_tiles(uid, images, reply)
         await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
         return Reply(reply, hits)
 
@@ -133,9 +140,24 @@ class ConversationService:
                 raise UserFacingError("Send an image first, or reply to one with /similar.")
             sha, images = shas[-1], []
         embedding = (await self._embeddings([Turn("user", (ImagePart(sha),))], images))[sha]
-        query = (await self._model(self.engine.image_query, embedding[None]))[0]
-        hits = await self._search(uid, query, fresh=True)
+        scene = self._scenes.get(uid)
+        none = np.empty((0, embedding.shape[-1]), dtype=np.float32)
+        tiles = scene.vectors if scene is not None and scene.sha256 == sha else none
+        # A large scene searches with the whole and with each tile; the best score per image.
+        queries = await self._model(self.engine.image_query, np.vstack([embedding[None], tiles]))
+        hits = await self._search(uid, queries[0], fresh=True, extra=queries[1:])
         return Reply(_found_text(hits), hits)
+
+    async def tiles(self, user: UserRef) -> bytes:
+        """A contact sheet (PNG) of the conversation's newest large scene, tile by tile."""
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        scene = self._scenes.get(uid)
+        if scene is None:
+            side = int(self.config.model_input_side * self.config.tile_factor)
+            raise UserFacingError(
+                f"No large scene here yet: send a scene wider or taller than {side} pixels "
+                "(as a file, to keep its full size) and I describe it tile by tile.")
+        return await self._db(tile_sheet, scene)
 
     # ----- account
     async def reset(self, user: UserRef) -> str:
@@ -186,9 +208,12 @@ class ConversationService:
         return text
 
     async def _decode(self, data: bytes) -> DecodedImage:
+        tiling = TileRule(self.config.model_input_side, self.config.tile_factor,
+                          self.config.tile_grid)
         decode = functools.partial(
             decode_image, data, max_bytes=self.config.max_image_bytes,
-            max_pixels=self.config.max_image_pixels, max_side=self.config.stored_image_side)
+            max_pixels=self.config.max_image_pixels, max_side=self.config.stored_image_side,
+            tiling=tiling)
         return await self._db(decode)
 
     async def _embeddings(
@@ -219,19 +244,51 @@ class ConversationService:
                 await self._db(self.store.put_footprint, image.sha256,
                                image.geo.footprint.as_dict())
 
+    async def _with_tiles(self, uid: int, images: Sequence[DecodedImage], reply: str) -> str:
+        """For a large scene: caption its tiles (embedded in one batch) and name the ones
+        least like the whole; kept for /tiles and /similar."""
+        image = next((i for i in images if i.tiles), None)
+        if image is None:
+            return reply
+        vectors = await self._model(self.engine.embed_images, [t.image for t in image.tiles])
+        captions = [await self._caption(f"{image.sha256}:tile{i}", v)
+                    for i, v in enumerate(vectors)]
+        scene = TiledScene(image.sha256, image.tiles, tuple(captions), np.asarray(vectors))
+        self._scenes[uid] = scene
+        self._scenes.move_to_end(uid)
+        while len(self._scenes) > SCENES_KEPT:
+            self._scenes.popitem(last=False)
+        whole = (await self._embeddings([Turn("user", (ImagePart(image.sha256),))], [image]))
+        picked = notable(scene.vectors, whole[image.sha256], self.config.notable_tiles)
+        return f"{reply}\n\n{tile_lines(scene, picked)}"
+
+    async def _caption(self, key: str, vector: np.ndarray) -> str:
+        turn = Turn("user", (ImagePart(key), TextPart(DESCRIBE_ONE)))
+        options = GenerationOptions(allow_retrieval=False)
+        result = await self._model(self.engine.generate, [turn], {key: vector}, options)
+        return result.text.strip() or "(no description)"
+
     async def _stored_image(self, sha: str) -> Any:
         data = await self._db(self.store.get_image, sha)
         if data is None:
             raise UserFacingError("An earlier image of this conversation is gone: try /reset.")
         return (await self._decode(data)).image
 
-    async def _search(self, uid: int, query: np.ndarray, fresh: bool) -> tuple[Hit, ...]:
+    async def _search(self, uid: int, query: np.ndarray, fresh: bool,
+                      extra: np.ndarray | None = None) -> tuple[Hit, ...]:
         if fresh:
             await self._db(self.store.remember_search, uid, query)
         exclude = await self._db(self.store.shown, uid)
         if len(exclude) >= self.config.max_search_depth and not fresh:
             return ()
-        hits = await self._db(self.store.search, uid, query, self.config.search_results, exclude)
+        k = self.config.search_results
+        hits = await self._db(self.store.search, uid, query, k, exclude)
+        for more in extra if extra is not None else ():
+            hits += await self._db(self.store.search, uid, more, k, exclude)
+        best: dict[str, Hit] = {}
+        for hit in sorted(hits, key=lambda h: -h.score):
+            best.setdefault(hit.sha256, hit)
+        hits = list(best.values())[:k]
         await self._db(self.store.mark_shown, uid, [hit.sha256 for hit in hits])
         return tuple(hits)
 

@@ -168,6 +168,14 @@ class Handlers:
             await self._render(update, context, reply)
 
     @replying
+    async def tiles(self, update: Update, context: Context) -> None:
+        """/tiles: the newest large scene's grid, each tile with its caption."""
+        sheet = await self.service.tiles(conversation_of(update))
+        place = place_of(update)
+        await context.bot.send_photo(place.chat_id, sheet, caption="The scene tile by tile.",
+                                     message_thread_id=place.thread_id)
+
+    @replying
     async def more(self, update: Update, context: Context) -> None:
         """/more: the next results of the last search."""
         async with self._typing(context, update):

@@ -70,7 +70,7 @@ def register(application: Application, handlers: Handlers) -> None:
         "start": handlers.start, "help": handlers.help, "about": handlers.about,
         "reset": handlers.reset, "history": handlers.history, "export": handlers.export,
         "forget": handlers.forget, "search": handlers.search, "more": handlers.more,
-        "similar": handlers.similar, "stats": handlers.stats,
+        "similar": handlers.similar, "stats": handlers.stats, "tiles": handlers.tiles,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback))
