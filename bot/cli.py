@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "bot.commands.chat",
     "bot.commands.db",
     "bot.commands.gallery",
+    "bot.commands.feedback",
 )
 
 

@@ -55,6 +55,8 @@ class Reply:
 
     text: str
     hits: tuple[Hit, ...] = field(default=())
+    # The stored reply's id, when the store keeps one (what a 👍/👎 tap rates).
+    turn_id: int | None = None
 
 
 def hit_caption(hit: Hit) -> str:

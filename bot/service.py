@@ -101,8 +101,9 @@ class ConversationService:
             hits = await self._search(uid, result.query, fresh=True)
         reply = with_locations(result.text.strip() or _found_text(hits), images)
         reply = await self._with_tiles(uid, images, reply)
-        await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
-        return Reply(reply, hits)
+        turn_id = await self._db(self.store.append_exchange, uid, user_turn,
+                                 _reply_turn(reply, hits))
+        return Reply(reply, hits, turn_id)
 
     async def search(self, user: UserRef, text: str) -> Reply:
         """Forced retrieval for a text request."""
@@ -164,6 +165,16 @@ class ConversationService:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
         await self._db(self.store.reset, uid)
         return "New conversation started: earlier images and messages are no longer in context."
+
+    async def rate(self, user: UserRef, turn_id: int, rating: int) -> str:
+        """Keep a 👍 (+1) or 👎 (-1) for one of the conversation's replies (a new tap replaces
+        the old)."""
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        try:
+            await self._db(self.store.rate, uid, turn_id, 1 if rating > 0 else -1)
+        except KeyError as exc:
+            raise UserFacingError("That reply is no longer kept (after /forget).") from exc
+        return "Thanks, noted: 👍" if rating > 0 else "Thanks, noted: 👎"
 
     async def history(self, user: UserRef) -> str:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)

@@ -26,8 +26,12 @@ class ConversationStore(Protocol):
         """The current conversation's context window, oldest first."""
         ...
 
-    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
-        """Store a user turn and its reply together (both or neither)."""
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
+        """Store a user turn and its reply together (both or neither); the reply's id."""
+        ...
+
+    def rate(self, user_id: int, turn_id: int, rating: int) -> None:
+        """Set the user's rating (+1/-1) of one of their replies; KeyError if not theirs."""
         ...
 
     def reset(self, user_id: int) -> None:

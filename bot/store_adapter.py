@@ -42,8 +42,13 @@ class StoreAdapter:
     def context(self, user_id: int) -> list[Turn]:
         return [to_turn(t) for t in self.repo.load_context(user_id).turns]
 
-    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
-        self.repo.append_turns(user_id, [(t.role, to_parts(t)) for t in (user_turn, reply_turn)])
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
+        turns = self.repo.append_turns(
+            user_id, [(t.role, to_parts(t)) for t in (user_turn, reply_turn)])
+        return turns[-1].message_id
+
+    def rate(self, user_id: int, turn_id: int, rating: int) -> None:
+        self.store.feedback.rate(user_id, turn_id, rating)
 
     def reset(self, user_id: int) -> None:
         self.repo.reset(user_id)

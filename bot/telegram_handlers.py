@@ -145,6 +145,16 @@ class Handlers:
             "(messages, images)?", reply_markup=InlineKeyboardMarkup(buttons),
             message_thread_id=place.thread_id)
 
+    @replying
+    async def feedback_answer(self, update: Update, context: Context) -> None:
+        """A 👍/👎 tap under a reply: kept, acknowledged, the choice marked (changeable)."""
+        query = update.callback_query
+        assert query is not None and query.data is not None
+        _, turn, rating = query.data.split(":")
+        text = await self.service.rate(conversation_of(update), int(turn), int(rating))
+        await query.answer(text)
+        await query.edit_message_reply_markup(rating_buttons(int(turn), int(rating)))
+
     async def forget_answer(self, update: Update, context: Context) -> None:
         """The /forget confirmation button."""
         query = update.callback_query
@@ -239,6 +249,8 @@ class Handlers:
             await growing.finish(reply.text)
             if reply.hits:
                 await send_hits(context.bot, place.chat_id, reply.hits, place.thread_id)
+            elif reply.turn_id is not None:
+                await growing.attach(rating_buttons(reply.turn_id))
 
     async def _similar(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -304,6 +316,15 @@ class Handlers:
             return bytes(await file.download_as_bytearray())
         except BadRequest as exc:
             raise UserFacingError(f"I could not download that file ({exc.message}).") from exc
+
+
+def rating_buttons(turn_id: int, chosen: int = 0) -> InlineKeyboardMarkup:
+    """👍/👎 under a description; the chosen one marked."""
+    def button(label: str, rating: int) -> InlineKeyboardButton:
+        mark = " ✓" if rating == chosen else ""
+        return InlineKeyboardButton(label + mark, callback_data=f"rate:{turn_id}:{rating}")
+
+    return InlineKeyboardMarkup([[button("👍", 1), button("👎", -1)]])
 
 
 def _has_image(message: Message) -> bool:

@@ -75,6 +75,8 @@ def register(application: Application, handlers: Handlers) -> None:
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(CallbackQueryHandler(handlers.forget_answer, pattern=r"^forget:"))
+    application.add_handler(CallbackQueryHandler(handlers.feedback_answer,
+                                                 pattern=r"^rate:\d+:-?1$"))
     # Every document goes to the decoder, which names what it accepts when it refuses one.
     application.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, handlers.image))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text))

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from telegram import Bot, InputMediaPhoto, Message
+from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ChatAction
 from telegram.error import BadRequest
 
@@ -72,6 +72,11 @@ class GrowingReply:
     async def finish(self, text: str) -> None:
         """Show the complete text (splitting it as needed)."""
         await self._show(text, final=True)
+
+    async def attach(self, markup: InlineKeyboardMarkup) -> None:
+        """Put buttons under the reply's last message."""
+        if self._messages:
+            await self._messages[-1].edit_reply_markup(reply_markup=markup)
 
     async def _show(self, text: str, final: bool) -> None:
         chunks = split_text(text, TELEGRAM_TEXT_LIMIT)

@@ -10,6 +10,7 @@ from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database, sqlite_url
 from store.errors import StoreError
+from store.feedback import FeedbackBook
 from store.footprints import Footprints
 from store.gallery import Gallery
 from store.repository import Repository
@@ -33,6 +34,7 @@ class Store:
     # Per-person daily usage and model-call timings; footprints of georeferenced images.
     usage: UsageLedger
     footprints: Footprints
+    feedback: FeedbackBook
 
     @property
     def data_dir(self) -> Path:
@@ -79,7 +81,8 @@ def open_store(config: StoreConfig, database_url_: str | None = None,
     except BaseException:
         db.dispose()
         raise
-    return Store(config, db, repo, blobs, gallery, UsageLedger(db), Footprints(db))
+    return Store(config, db, repo, blobs, gallery, UsageLedger(db), Footprints(db),
+                 FeedbackBook(db))
 
 
 def _rows(db: Database, shas: list[str]) -> set[str]:

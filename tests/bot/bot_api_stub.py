@@ -306,6 +306,13 @@ class BotApiStub:
         return {"message_id": int(call.params["message_id"]), "date": int(time.time()),
                 "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, "text": text}
 
+    async def api_editMessageReplyMarkup(self, call: Call) -> Any:
+        chat_id = int(call.params["chat_id"])
+        known = self.bot_messages.get((chat_id, int(call.params["message_id"])))
+        if known is None:
+            return True
+        return {**known, "reply_markup": call.params.get("reply_markup")}
+
     async def api_sendChatAction(self, call: Call) -> Any:
         return True
 

@@ -54,9 +54,13 @@ class MemoryStore:
     def context(self, user_id: int) -> list[Turn]:
         return list(self.state.turns.get(user_id, [])[-self.context_turns:])
 
-    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
         with self._lock:
             self.state.turns.setdefault(user_id, []).extend([user_turn, reply_turn])
+        return None  # no reply ids here: no feedback buttons
+
+    def rate(self, user_id: int, turn_id: int, rating: int) -> None:
+        raise KeyError(turn_id)
 
     def reset(self, user_id: int) -> None:
         self.state.turns.pop(user_id, None)
