@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 LOG_FILE_ENV = "CAPRET_LOG_FILE"
@@ -40,9 +41,7 @@ def setup_logging(verbose: bool, log_file: Path | None = None) -> Path | None:
     if verbose:
         logging.basicConfig(level=logging.DEBUG, format=FORMAT, force=True)
         return None
-    # Read by transformers and huggingface_hub when they are first imported (after this).
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _quiet_transformers()
     root.setLevel(logging.INFO)
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)
@@ -58,3 +57,18 @@ def setup_logging(verbose: bool, log_file: Path | None = None) -> Path | None:
     file.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(file)
     return path
+
+
+def _quiet_transformers() -> None:
+    """transformers prints through its own stderr handler (load reports with "UNEXPECTED"
+    keys) and tqdm bars. Already imported: route its records to our handlers instead. Not yet
+    imported (importing it costs seconds): its environment settings keep it to errors."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is None:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        return
+    hf_logging.set_verbosity_warning()
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
+    hf_logging.disable_progress_bar()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,10 @@ SEED = Path(__file__).resolve().parents[2] / "gallery" / "default"
 
 
 @pytest.fixture
-def restore_logging() -> Iterator[None]:
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.setenv(name, "")  # remembered as it was, then unset for the test
+        monkeypatch.delenv(name)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -32,6 +36,12 @@ def restore_logging() -> Iterator[None]:
         root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(False)
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is not None:
+        hf_logging.enable_default_handler()
+        hf_logging.disable_propagation()
+        hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity_warning()
 
 
 def library_chatter() -> None:
@@ -55,6 +65,18 @@ def test_library_logs_go_to_the_file_not_the_terminal(
     for line in ("Parsing model identifier", "initialized partially", "UNEXPECTED",
                  "a library's deprecation", "database schema upgraded"):
         assert line in kept
+
+
+def test_transformers_own_handler_is_rerouted_to_the_file(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    from transformers.utils import logging as hf_logging
+
+    log = tmp_path / "capret.log"
+    setup_logging(verbose=False, log_file=log)
+    hf_logging.get_logger("transformers.modeling_utils").warning("BertModel LOAD REPORT")
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert "LOAD REPORT" in log.read_text()
 
 
 def test_verbose_shows_everything(

@@ -100,3 +100,14 @@ async def test_private_chat_keeps_the_users_own_key(
     await api.push_text(ALICE, "hello")
     await api.wait_for(lambda: bool(answers(api, ALICE)))
     assert list(state.users) == [("telegram", str(ALICE))]
+
+
+async def test_edited_plain_message_is_ignored(
+    api: BotApiStub, bot: BotRunner, engine: FakeEngine
+) -> None:
+    edited = api.group_message(GROUP, ALICE, text="typo fixed", edit_date=1)
+    await api.push("edited_message", edited)
+    await api.push_group_text(GROUP, ALICE, f"{BOT} hi")
+    await api.wait_for(lambda: engine.generate_calls >= 1 and bool(answers(api, GROUP)))
+    assert engine.generate_calls == 1
+    assert engine.last_dialogue[-1].parts == (TextPart("hi"),)
