@@ -54,4 +54,4 @@ def build_service(config: AppConfig, engine: EnginePort | None = None) -> Conver
     store = build_store(config, engine)
     logger.info("service ready: %s; gallery of %d images", describe(config), len(store.gallery))
     return ConversationService(engine, StoreAdapter(store, engine.bridge_id), config.bot,
-                               description=describe(config))
+                               description=describe(config), observe=store.usage.record_call)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 
+from bot.logs import setup_logging
 from engine.typed_config import ConfigError
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -24,13 +24,16 @@ COMMAND_MODULES = (
     "bot.commands.gallery",
     "bot.commands.export_vllm",
     "bot.commands.serve_llm",
+    "bot.commands.feedback",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="capret", description=__doc__)
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show every log line (default: they go to $CAPRET_LOG_FILE, "
+                             "~/.cache/rs-capret/capret.log)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -39,10 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return int(args.func(args) or 0)

@@ -60,6 +60,15 @@ class BotConfig:
     stored_image_side: int = 1024
     # "/more" pages through at most this many results of one search.
     max_search_depth: int = 64
+    # A scene larger than the model's input side (pixels) by this factor is also described by
+    # a grid of tiles (grid × grid), the most distinct ones named in the reply.
+    model_input_side: int = 224
+    tile_factor: float = 4.0
+    tile_grid: int = 3
+    notable_tiles: int = 3
+    # Per-person daily limits (UTC days; None = no limit); admins (TELEGRAM_ADMIN_IDS) exempt.
+    daily_model_calls: int | None = 200
+    daily_upload_mb: float | None = 200.0
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import tifffile
 from PIL import Image, ImageOps
 
 from bot.errors import UserFacingError
+from bot.geo import GeoReading, read_geo
+from bot.tiles import Tile, cut_tiles, is_large
 
 logger = logging.getLogger(__name__)
 
@@ -41,25 +43,44 @@ class DecodedImage:
     png: bytes
     sha256: str
     source_format: str
+    # What a GeoTIFF says about where the scene is (None: nothing, e.g. any plain photo).
+    geo: GeoReading | None = None
+    # A grid cut from the full-resolution image when it is a large scene (else empty).
+    tiles: tuple[Tile, ...] = ()
+
+
+@dataclass(frozen=True)
+class TileRule:
+    """When and how a large scene is also cut into tiles."""
+
+    # The model's input side in pixels, and how many times larger a scene must be.
+    model_side: int = 224
+    factor: float = 4.0
+    grid: int = 3
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, max_side: int = 1024
+    data: bytes, *, max_bytes: int, max_pixels: int, max_side: int = 1024,
+    tiling: TileRule | None = None,
 ) -> DecodedImage:
     """Decode an upload to RGB within limits; raise ImageRejected with a user-facing reason."""
     if not data:
         raise ImageRejected("The file is empty.")
     if len(data) > max_bytes:
         raise ImageRejected(f"The file is too large (limit {max_bytes // (1024 * 1024)} MB).")
+    geo = None
     if data[:4] in TIFF_MAGIC:
-        rgb, fmt = _decode_tiff(data, max_pixels), "TIFF"
+        (rgb, geo), fmt = _decode_tiff(data, max_pixels), "TIFF"
     else:
         rgb, fmt = _decode_pillow(data, max_pixels)
+    tiles: tuple[Tile, ...] = ()
+    if tiling is not None and is_large(rgb.width, rgb.height, tiling.model_side, tiling.factor):
+        tiles = cut_tiles(rgb, tiling.grid, tiling.model_side * 2)
     rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
     png = buffer.getvalue()
-    return DecodedImage(rgb, png, hashlib.sha256(png).hexdigest(), fmt)
+    return DecodedImage(rgb, png, hashlib.sha256(png).hexdigest(), fmt, geo, tiles)
 
 
 def _decode_pillow(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
@@ -74,7 +95,8 @@ def _decode_pillow(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("The image is too large to decode safely.") from exc
+        raise ImageRejected(
+            f"The image is too large to decode safely (limit {max_pixels:,} pixels).") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageRejected(
             "Unsupported file: send a JPEG, PNG, WebP or (Geo)TIFF image."
@@ -103,7 +125,7 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode_tiff(data: bytes, max_pixels: int) -> Image.Image:
+def _decode_tiff(data: bytes, max_pixels: int) -> tuple[Image.Image, GeoReading | None]:
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             series = tif.series[0]
@@ -114,13 +136,14 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Image.Image:
             page = tif.pages.first
             photometric_rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
             names = _gdal_band_names(page)
+            geo = read_geo(page, width, height)
             array = series.asarray()
     except ImageRejected:
         raise
     except Exception as exc:  # tifffile raises many types on malformed files
         logger.info("TIFF rejected: %s: %s", type(exc).__name__, exc)
         raise ImageRejected("The TIFF is corrupt, truncated or uses an unsupported codec.") from exc
-    return _array_to_rgb(_to_hwc(array, axes), photometric_rgb, names)
+    return _array_to_rgb(_to_hwc(array, axes), photometric_rgb, names), geo
 
 
 def _tiff_geometry(shape: tuple[int, ...], axes: str) -> tuple[int, int, int, str]:
@@ -143,7 +166,7 @@ def _to_hwc(array: np.ndarray, axes: str) -> np.ndarray:
 
 
 def _gdal_band_names(page: tifffile.TiffPage) -> list[str]:
-    tag = page.tags.get("GDALMetadata")
+    tag = page.tags.get(42112)  # GDAL_METADATA (tifffile's name is not "GDALMetadata")
     if tag is None or not isinstance(tag.value, str):
         return []
     found = re.findall(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,10 +22,11 @@ import numpy as np
 from bot.config import BotConfig
 from bot.errors import UserFacingError
 from bot.honesty import honest_reply
-from bot.images import DecodedImage, decode_image
+from bot.images import DecodedImage, TileRule, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
 from bot.storage import ConversationStore
+from bot.tiles import TiledScene, notable, tile_lines, tile_sheet
 from engine.backends.errors import BackendUnavailableError
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
@@ -33,7 +36,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ProgressFn = Callable[[str], Awaitable[None]]
+ObserveFn = Callable[[str, float], None]
 _END = object()
+# Large scenes kept in memory for /tiles (their tiles are not stored; a restart forgets them).
+SCENES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -55,12 +61,16 @@ class ConversationService:
 
     def __init__(
         self, engine: EnginePort, store: ConversationStore, config: BotConfig,
-        description: str = "",
+        description: str = "", observe: ObserveFn | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.config = config
         self.description = description
+        # Told (kind, seconds) after every model call, e.g. to keep timings for /stats.
+        self.observe = observe
+        # The newest large scene of each conversation (for /tiles and /similar), newest last.
+        self._scenes: OrderedDict[int, TiledScene] = OrderedDict()
         self._model_slots = asyncio.Semaphore(config.max_concurrent_model_calls)
         # Own thread pools: model calls must not starve store calls (nor the loop's default pool).
         self._model_pool = ThreadPoolExecutor(config.max_concurrent_model_calls, "capret-model")
@@ -81,6 +91,7 @@ class ConversationService:
         user_turn = image_turn(text or caption_prompt(len(images)), *(i.sha256 for i in images))
         for image in images:
             await self._db(self.store.put_image, uid, image.sha256, image.png)
+        await self._keep_footprints(images)
         dialogue = [*await self._db(self.store.context, uid), user_turn]
         embeddings = await self._embeddings(dialogue, images)
         # A turn that brings images is about them: describe or answer, never search instead
@@ -90,16 +101,19 @@ class ConversationService:
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
             hits = await self._search(uid, result.query, fresh=True)
-        reply = result.text.strip() or _found_text(hits)
-        await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
-        return Reply(reply, hits)
+        reply = with_locations(result.text.strip() or _found_text(hits), images)
+        reply = await self._with_tiles(uid, images, reply)
+        turn_id = await self._db(self.store.append_exchange, uid, user_turn,
+                                 _reply_turn(reply, hits))
+        return Reply(reply, hits, turn_id)
 
     async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
         """Small talk and questions an image cannot answer: a fixed true reply, kept in the
         conversation like any other, with no model call and no search."""
         user_turn = image_turn(text)
-        await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, ()))
-        return Reply(reply)
+        turn_id = await self._db(self.store.append_exchange, uid, user_turn,
+                                 _reply_turn(reply, ()))
+        return Reply(reply, (), turn_id)
 
     async def search(self, user: UserRef, text: str) -> Reply:
         """Forced retrieval for a text request."""
@@ -137,9 +151,24 @@ class ConversationService:
                 raise UserFacingError("Send an image first, or reply to one with /similar.")
             sha, images = shas[-1], []
         embedding = (await self._embeddings([Turn("user", (ImagePart(sha),))], images))[sha]
-        query = (await self._model(self.engine.image_query, embedding[None]))[0]
-        hits = await self._search(uid, query, fresh=True)
+        scene = self._scenes.get(uid)
+        none = np.empty((0, embedding.shape[-1]), dtype=np.float32)
+        tiles = scene.vectors if scene is not None and scene.sha256 == sha else none
+        # A large scene searches with the whole and with each tile; the best score per image.
+        queries = await self._model(self.engine.image_query, np.vstack([embedding[None], tiles]))
+        hits = await self._search(uid, queries[0], fresh=True, extra=queries[1:])
         return Reply(_found_text(hits), hits)
+
+    async def tiles(self, user: UserRef) -> bytes:
+        """A contact sheet (PNG) of the conversation's newest large scene, tile by tile."""
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        scene = self._scenes.get(uid)
+        if scene is None:
+            side = int(self.config.model_input_side * self.config.tile_factor)
+            raise UserFacingError(
+                f"No large scene here yet: send a scene wider or taller than {side} pixels "
+                "(as a file, to keep its full size) and I describe it tile by tile.")
+        return await self._db(tile_sheet, scene)
 
     # ----- account
     async def reset(self, user: UserRef) -> str:
@@ -147,6 +176,16 @@ class ConversationService:
         await self._db(self.store.reset, uid)
         self.engine.forget_session(_session(uid))
         return "New conversation started: earlier images and messages are no longer in context."
+
+    async def rate(self, user: UserRef, turn_id: int, rating: int) -> str:
+        """Keep a 👍 (+1) or 👎 (-1) for one of the conversation's replies (a new tap replaces
+        the old)."""
+        uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        try:
+            await self._db(self.store.rate, uid, turn_id, 1 if rating > 0 else -1)
+        except KeyError as exc:
+            raise UserFacingError("That reply is no longer kept (after /forget).") from exc
+        return "Thanks, noted: 👍" if rating > 0 else "Thanks, noted: 👎"
 
     async def history(self, user: UserRef) -> str:
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
@@ -192,9 +231,12 @@ class ConversationService:
         return text
 
     async def _decode(self, data: bytes) -> DecodedImage:
+        tiling = TileRule(self.config.model_input_side, self.config.tile_factor,
+                          self.config.tile_grid)
         decode = functools.partial(
             decode_image, data, max_bytes=self.config.max_image_bytes,
-            max_pixels=self.config.max_image_pixels, max_side=self.config.stored_image_side)
+            max_pixels=self.config.max_image_pixels, max_side=self.config.stored_image_side,
+            tiling=tiling)
         return await self._db(decode)
 
     async def _embeddings(
@@ -218,30 +260,80 @@ class ConversationService:
             found.update(computed)
         return found
 
+    async def _keep_footprints(self, images: Sequence[DecodedImage]) -> None:
+        """Store each GeoTIFF's footprint with its image (read from the file, never guessed)."""
+        for image in images:
+            if image.geo is not None and image.geo.footprint is not None:
+                await self._db(self.store.put_footprint, image.sha256,
+                               image.geo.footprint.as_dict())
+
+    async def _with_tiles(self, uid: int, images: Sequence[DecodedImage], reply: str) -> str:
+        """For a large scene: caption its tiles (embedded in one batch) and name the ones
+        least like the whole; kept for /tiles and /similar."""
+        image = next((i for i in images if i.tiles), None)
+        if image is None:
+            return reply
+        vectors = await self._model(self.engine.embed_images, [t.image for t in image.tiles])
+        captions = [await self._caption(f"{image.sha256}:tile{i}", v)
+                    for i, v in enumerate(vectors)]
+        scene = TiledScene(image.sha256, image.tiles, tuple(captions), np.asarray(vectors))
+        self._scenes[uid] = scene
+        self._scenes.move_to_end(uid)
+        while len(self._scenes) > SCENES_KEPT:
+            self._scenes.popitem(last=False)
+        whole = (await self._embeddings([Turn("user", (ImagePart(image.sha256),))], [image]))
+        picked = notable(scene.vectors, whole[image.sha256], self.config.notable_tiles)
+        return f"{reply}\n\n{tile_lines(scene, picked)}"
+
+    async def _caption(self, key: str, vector: np.ndarray) -> str:
+        turn = image_turn(caption_prompt(1), key)
+        options = GenerationOptions(allow_retrieval=False)
+        result = await self._model(self.engine.generate, [turn], {key: vector}, options)
+        return result.text.strip() or "(no description)"
+
     async def _stored_image(self, sha: str) -> Any:
         data = await self._db(self.store.get_image, sha)
         if data is None:
             raise UserFacingError("An earlier image of this conversation is gone: try /reset.")
         return (await self._decode(data)).image
 
-    async def _search(self, uid: int, query: np.ndarray, fresh: bool) -> tuple[Hit, ...]:
+    async def _search(self, uid: int, query: np.ndarray, fresh: bool,
+                      extra: np.ndarray | None = None) -> tuple[Hit, ...]:
         if fresh:
             await self._db(self.store.remember_search, uid, query)
         exclude = await self._db(self.store.shown, uid)
         if len(exclude) >= self.config.max_search_depth and not fresh:
             return ()
-        hits = await self._db(self.store.search, uid, query, self.config.search_results, exclude)
+        k = self.config.search_results
+        hits = await self._db(self.store.search, uid, query, k, exclude)
+        for more in extra if extra is not None else ():
+            hits += await self._db(self.store.search, uid, more, k, exclude)
+        best: dict[str, Hit] = {}
+        for hit in sorted(hits, key=lambda h: -h.score):
+            best.setdefault(hit.sha256, hit)
+        hits = list(best.values())[:k]
         await self._db(self.store.mark_shown, uid, [hit.sha256 for hit in hits])
         return tuple(hits)
 
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
         async with self._model_slots:
+            start = time.perf_counter()
             try:
                 return await asyncio.get_running_loop().run_in_executor(
                     self._model_pool, fn, *args)
             except BackendUnavailableError as exc:
                 raise _model_down(exc) from exc
+            finally:
+                await self._observed(getattr(fn, "__name__", "model"), start)
+
+    async def _observed(self, kind: str, start: float) -> None:
+        if self.observe is None:
+            return
+        try:
+            await self._db(self.observe, kind, time.perf_counter() - start)
+        except Exception:  # timings are for /stats; never fail a reply for them
+            logger.warning("could not record a model-call timing", exc_info=True)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store (or decoding) call in the I/O thread pool."""
@@ -266,11 +358,13 @@ class ConversationService:
                 loop.call_soon_threadsafe(pieces.put_nowait, _END)
 
         async with self._model_slots:
+            start = time.perf_counter()
             worker = loop.run_in_executor(self._model_pool, produce)
             try:
                 return await _consume(pieces, progress)
             finally:
                 await worker
+                await self._observed("generate", start)
 
 
 async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> GenerationResult:
@@ -296,12 +390,25 @@ async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> Gener
 def _session(uid: int) -> str:
     """The engine's key for a user's conversation (its cross-turn KV cache)."""
     return f"user-{uid}"
+
+
 def _model_down(exc: BackendUnavailableError) -> UserFacingError:
     """A model server that is down or restarting: say so; nothing of the turn was stored."""
     logger.error("model backend unavailable: %s", exc)
     return UserFacingError("The language model is not reachable right now, so this message "
                            "was not answered (nothing was saved). Please send it again in a "
                            "minute.")
+
+
+def with_locations(text: str, images: Sequence[DecodedImage]) -> str:
+    """The reply plus what each georeferenced file says about where it is; nothing for plain
+    photos (a location is never guessed from pixels)."""
+    notes = [(index, image.geo.describe()) for index, image in enumerate(images, 1)
+             if image.geo is not None]
+    if not notes:
+        return text
+    lines = [note if len(images) == 1 else f"Image {index}: {note}" for index, note in notes]
+    return "\n\n".join([text, *lines])
 
 
 def _found_text(hits: Sequence[Hit]) -> str:

@@ -26,8 +26,12 @@ class ConversationStore(Protocol):
         """The current conversation's context window, oldest first."""
         ...
 
-    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
-        """Store a user turn and its reply together (both or neither)."""
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
+        """Store a user turn and its reply together (both or neither); the reply's id."""
+        ...
+
+    def rate(self, user_id: int, turn_id: int, rating: int) -> None:
+        """Set the user's rating (+1/-1) of one of their replies; KeyError if not theirs."""
         ...
 
     def reset(self, user_id: int) -> None:
@@ -48,6 +52,10 @@ class ConversationStore(Protocol):
 
     def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
         """Keep an image the user sent, content-addressed (``sha256`` of ``data``)."""
+        ...
+
+    def put_footprint(self, sha256: str, footprint: dict[str, object]) -> None:
+        """Keep a stored image's footprint (``bot.geo.Footprint.as_dict()``)."""
         ...
 
     def get_image(self, sha256: str) -> bytes | None:

@@ -20,6 +20,7 @@ import numpy as np
 from bot.replies import Hit
 from engine.types import ImagePart, Part, TextPart, Turn
 from store import GalleryHit, NewImage, PartInput, Store, StoredPart, StoredTurn
+from store.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 LAST_SEARCH = "last_search"
@@ -41,8 +42,13 @@ class StoreAdapter:
     def context(self, user_id: int) -> list[Turn]:
         return [to_turn(t) for t in self.repo.load_context(user_id).turns]
 
-    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
-        self.repo.append_turns(user_id, [(t.role, to_parts(t)) for t in (user_turn, reply_turn)])
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
+        turns = self.repo.append_turns(
+            user_id, [(t.role, to_parts(t)) for t in (user_turn, reply_turn)])
+        return turns[-1].message_id
+
+    def rate(self, user_id: int, turn_id: int, rating: int) -> None:
+        self.store.feedback.rate(user_id, turn_id, rating)
 
     def reset(self, user_id: int) -> None:
         self.repo.reset(user_id)
@@ -64,6 +70,9 @@ class StoreAdapter:
         if image.sha256 != sha256:
             raise ValueError(f"image bytes hash to {image.sha256}, not {sha256}")
         self.repo.add_image(image, user_id)
+
+    def put_footprint(self, sha256: str, footprint: dict[str, object]) -> None:
+        self.store.footprints.put(sha256, footprint)
 
     def get_image(self, sha256: str) -> bytes | None:
         return self.store.blobs.get(sha256)
@@ -100,6 +109,11 @@ class StoreAdapter:
         hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
                                          exclude=exclude)
         return [self._hit(h) for h in hits]
+
+    @property
+    def usage(self) -> UsageLedger:
+        """Per-person daily counters (the Telegram transport's limits and /stats)."""
+        return self.store.usage
 
     def gallery_size(self) -> int:
         return len(self.store.gallery)

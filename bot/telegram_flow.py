@@ -46,6 +46,12 @@ class AlbumCollector:
                 return
             await asyncio.sleep(remaining)
 
+    def peek(self, message: Message) -> list[Message]:
+        """The parts gathered so far of ``message``'s album, left in place (just it if none)."""
+        if message.media_group_id is None:
+            return [message]
+        return list(self._parts.get(str(message.media_group_id), [message]))
+
     def take(self, message: Message) -> list[Message]:
         """All parts of the album ``message`` belongs to, in message order (just it if none)."""
         if message.media_group_id is None:

@@ -22,9 +22,11 @@ from telegram.ext import (
 
 from bot.config import AppConfig, BotConfig, secret
 from bot.service import ConversationService
+from bot.store_adapter import StoreAdapter
 from bot.telegram_flow import AlbumCollector, ChatOrderedProcessor
 from bot.telegram_handlers import Handlers
 from bot.telegram_request import AiohttpRequest
+from bot.usage import UsageGuard, admin_ids
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ def api_root() -> str:
 
 
 def build_application(
-    service: ConversationService, config: BotConfig, token: str, root: str = DEFAULT_API_ROOT
+    service: ConversationService, config: BotConfig, token: str, root: str = DEFAULT_API_ROOT,
+    usage: UsageGuard | None = None,
 ) -> Application:
     """The Application: ordered-per-chat processing, Telegram's send limits, every handler."""
     albums = AlbumCollector(config.album_wait_s)
@@ -54,7 +57,7 @@ def build_application(
         .get_updates_request(AiohttpRequest(1))
         .build()
     )
-    handlers = Handlers(service, config, albums)
+    handlers = Handlers(service, config, albums, usage)
     processor.on_overflow = handlers.on_overflow
     register(application, handlers)
     return application
@@ -67,11 +70,13 @@ def register(application: Application, handlers: Handlers) -> None:
         "start": handlers.start, "help": handlers.help, "about": handlers.about,
         "reset": handlers.reset, "history": handlers.history, "export": handlers.export,
         "forget": handlers.forget, "search": handlers.search, "more": handlers.more,
-        "similar": handlers.similar,
+        "similar": handlers.similar, "stats": handlers.stats, "tiles": handlers.tiles,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(CallbackQueryHandler(handlers.forget_answer, pattern=r"^forget:"))
+    application.add_handler(CallbackQueryHandler(handlers.feedback_answer,
+                                                 pattern=r"^rate:\d+:-?1$"))
     # Every document goes to the decoder, which names what it accepts when it refuses one.
     application.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, handlers.image))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text))
@@ -87,9 +92,13 @@ def run_telegram(config: AppConfig) -> int:
     if token is None:
         logger.error("TELEGRAM_BOT_TOKEN is not set")
         return 2
+    admins = admin_ids()
     service = build_service(config)
+    usage = None
+    if isinstance(service.store, StoreAdapter):
+        usage = UsageGuard(service.store.usage, config.bot, admins)
     try:
-        _serve(build_application(service, config.bot, token, api_root()), config.bot)
+        _serve(build_application(service, config.bot, token, api_root(), usage), config.bot)
     finally:
         service.close()
     return 0

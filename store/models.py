@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,7 +10,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -204,3 +206,43 @@ class GalleryItem(Base):
     bridge_id: Mapped[str] = mapped_column(String(256))
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, normalised
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImageFootprint(Base):
+    """Where a georeferenced image lies on Earth, as its GeoTIFF tags say (never guessed)."""
+
+    __tablename__ = "image_footprints"
+
+    image_sha256: Mapped[str] = mapped_column(
+        ForeignKey("images.sha256", ondelete="CASCADE"), primary_key=True)
+    epsg: Mapped[int] = mapped_column(Integer)
+    crs: Mapped[str] = mapped_column(String(128))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    width_m: Mapped[float] = mapped_column(Float)
+    height_m: Mapped[float] = mapped_column(Float)
+    acquired: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageDay(Base):
+    """One person's use of the bot on one UTC day: what the daily limits count."""
+
+    __tablename__ = "usage_days"
+
+    # "<transport>:<person id>": a person, whichever chat (private or group) they wrote in.
+    account: Mapped[str] = mapped_column(String(160), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ModelCall(Base):
+    """How long one model call took (the admin's /stats percentiles)."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    seconds: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

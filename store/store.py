@@ -10,10 +10,13 @@ from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database, sqlite_url
 from store.errors import StoreError
+from store.feedback import FeedbackBook
+from store.footprints import Footprints
 from store.gallery import Gallery
 from store.repository import Repository
 from store.schema import check_schema, upgrade
 from store.sql import existing_images
+from store.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,10 @@ class Store:
     repo: Repository
     blobs: BlobStore
     gallery: Gallery
+    # Per-person daily usage and model-call timings; footprints of georeferenced images.
+    usage: UsageLedger
+    footprints: Footprints
+    feedback: FeedbackBook
 
     @property
     def data_dir(self) -> Path:
@@ -75,7 +82,8 @@ def open_store(config: StoreConfig, database_url_: str | None = None,
     except BaseException:
         db.dispose()
         raise
-    return Store(config, db, repo, blobs, gallery)
+    return Store(config, db, repo, blobs, gallery, UsageLedger(db), Footprints(db),
+                 FeedbackBook(db))
 
 
 def _rows(db: Database, shas: list[str]) -> set[str]:

@@ -61,7 +61,10 @@ def run_search(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = _open(config)
     try:
-        hits = search_text(store, _engine(config), args.text, args.k)
+        engine = _engine(config)
+        if not _seeded(store, engine, config):
+            return 1
+        hits = search_text(store, engine, args.text, args.k)
     except StaleGalleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -78,6 +81,24 @@ def run_search(args: argparse.Namespace) -> int:
                  for h in hits]
         print(f"contact sheet: {contact_sheet(sheet, args.out)}")
     return 0
+
+
+def _seeded(store: Store, engine: Any, config: AppConfig) -> bool:
+    """Index the shipped seed gallery first, as `capret run` does; False (and what to run)
+    when the gallery is still empty."""
+    from bot.gallery_builder import ensure_seed_gallery
+
+    if len(store.gallery) == 0 and config.store.gallery.seed_folder:
+        print(f"indexing the seed gallery {config.store.gallery.seed_folder} first...",
+              file=sys.stderr, flush=True)
+    indexed = ensure_seed_gallery(store, engine, config)
+    if indexed:
+        print(f"indexed {indexed} images", file=sys.stderr)
+    if len(store.gallery) == 0:
+        print("the gallery is empty: add images with `capret gallery add FOLDER` (or set "
+              "store.gallery.seed_folder in the config)", file=sys.stderr)
+        return False
+    return True
 
 
 def run_stats(args: argparse.Namespace) -> int:

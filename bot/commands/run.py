@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from bot.config import load_config, secret
+from bot.logs import default_log_file
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if secret("TELEGRAM_BOT_TOKEN"):
         logger.info("TELEGRAM_BOT_TOKEN is set: starting the Telegram bot")
+        print("Starting the Telegram bot (Ctrl-C stops it); log lines go to "
+              f"{default_log_file()} (or the terminal with --verbose).", flush=True)
         from bot.telegram_main import run_telegram
 
         return run_telegram(config)

@@ -64,6 +64,9 @@ class VllmBackend:
         with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-decode") as pool:
             return list(pool.map(one, sequences))
 
+    def forget_session(self, session: str) -> None:
+        """Nothing to drop: the server manages its own KV (prefix caching) across requests."""
+
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
         answer = self.pool.post("/pooling", pooling_body(self.model, embeds))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,16 @@ class Call:
         return int(value) if value is not None else None
 
 
+def _entities(text: str) -> list[dict[str, Any]]:
+    """bot_command at the start and every @mention, as Telegram marks them (ASCII offsets)."""
+    found = []
+    if text.startswith("/"):
+        found.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
+    for match in re.finditer(r"(?<![/\w])@\w+", text):
+        found.append({"type": "mention", "offset": match.start(), "length": len(match[0])})
+    return found
+
+
 def _decode(value: str) -> Any:
     try:
         return json.loads(value)
@@ -53,6 +64,7 @@ class BotApiStub:
         self.calls: list[Call] = []
         self.files: dict[str, bytes] = {}
         self.updates: list[dict[str, Any]] = []
+        self.bot_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._file_ids = itertools.count(1)
@@ -100,6 +112,42 @@ class BotApiStub:
         }
         message.update(fields)
         return message
+
+    def group_message(
+        self, chat_id: int, user_id: int, topic: int | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A message from ``user_id`` in supergroup ``chat_id`` (in forum topic ``topic``)."""
+        user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        chat = {"id": chat_id, "type": "supergroup", "title": f"group {chat_id}",
+                "is_forum": topic is not None}
+        message = {"message_id": self.next_message_id(chat_id), "date": int(time.time()),
+                   "chat": chat, "from": user}
+        if topic is not None:
+            message.update(message_thread_id=topic, is_topic_message=True)
+        message.update(fields)
+        return message
+
+    async def push_group_text(
+        self, chat_id: int, user_id: int, text: str, topic: int | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A group text with its command and @mention entities, as Telegram marks them."""
+        fields.setdefault("entities", _entities(text))
+        message = self.group_message(chat_id, user_id, topic, text=text, **fields)
+        return await self.push("message", message)
+
+    async def push_group_photo(
+        self, chat_id: int, user_id: int, data: bytes, caption: str = "",
+        topic: int | None = None, **fields: Any,
+    ) -> dict[str, Any]:
+        if caption:
+            fields.update(caption=caption, caption_entities=_entities(caption))
+        message = self.group_message(chat_id, user_id, topic, photo=self.photo_sizes(data),
+                                     **fields)
+        return await self.push("message", message)
+
+    def bot_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        """A message the bot sent, as a reply_to_message of a later user message."""
+        return self.bot_messages[(chat_id, message_id)]
 
     def photo_sizes(self, data: bytes, side: int = 256) -> list[dict[str, Any]]:
         file_id = self.add_file(data)
@@ -234,8 +282,12 @@ class BotApiStub:
         chat_id = int(call.params["chat_id"])
         message = {"message_id": self.next_message_id(chat_id), "date": int(time.time()),
                    "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER}
+        if call.params.get("message_thread_id") is not None:
+            message.update(message_thread_id=int(call.params["message_thread_id"]),
+                           is_topic_message=True)
         message.update(fields)
         call.params["_message_id"] = message["message_id"]
+        self.bot_messages[(chat_id, message["message_id"])] = message
         return message
 
     async def api_sendMessage(self, call: Call) -> Any:
@@ -253,6 +305,13 @@ class BotApiStub:
                                       "description": "Bad Request: message text is invalid"})
         return {"message_id": int(call.params["message_id"]), "date": int(time.time()),
                 "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, "text": text}
+
+    async def api_editMessageReplyMarkup(self, call: Call) -> Any:
+        chat_id = int(call.params["chat_id"])
+        known = self.bot_messages.get((chat_id, int(call.params["message_id"])))
+        if known is None:
+            return True
+        return {**known, "reply_markup": call.params.get("reply_markup")}
 
     async def api_sendChatAction(self, call: Call) -> Any:
         return True

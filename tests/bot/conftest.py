@@ -14,6 +14,7 @@ from telegram.ext import Application
 from bot.config import BotConfig
 from bot.service import ConversationService
 from bot.telegram_main import build_application
+from bot.usage import UsageGuard
 from engine.types import ImagePart, Turn
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.fake_engine import FakeEngine
@@ -87,8 +88,9 @@ class BotRunner:
         self.api = api
         self.app: Application | None = None
 
-    async def start(self, service: ConversationService, config: BotConfig = TEST_BOT) -> None:
-        self.app = build_application(service, config, self.api.token, self.api.root)
+    async def start(self, service: ConversationService, config: BotConfig = TEST_BOT,
+                    usage: UsageGuard | None = None) -> None:
+        self.app = build_application(service, config, self.api.token, self.api.root, usage)
         await self.app.initialize()
         await self.app.start()
         assert self.app.updater is not None

@@ -28,6 +28,7 @@ class MemoryState:
     shown: dict[int, set[str]] = field(default_factory=dict)
     searches: dict[int, np.ndarray] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
+    footprints: dict[str, dict[str, object]] = field(default_factory=dict)
     embeddings: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     gallery: list[tuple[int, str, Path, np.ndarray, str]] = field(default_factory=list)
 
@@ -53,9 +54,13 @@ class MemoryStore:
     def context(self, user_id: int) -> list[Turn]:
         return list(self.state.turns.get(user_id, [])[-self.context_turns:])
 
-    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> None:
+    def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
         with self._lock:
             self.state.turns.setdefault(user_id, []).extend([user_turn, reply_turn])
+        return None  # no reply ids here: no feedback buttons
+
+    def rate(self, user_id: int, turn_id: int, rating: int) -> None:
+        raise KeyError(turn_id)
 
     def reset(self, user_id: int) -> None:
         self.state.turns.pop(user_id, None)
@@ -85,6 +90,9 @@ class MemoryStore:
 
     def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
         self.state.images[sha256] = data
+
+    def put_footprint(self, sha256: str, footprint: dict[str, object]) -> None:
+        self.state.footprints[sha256] = dict(footprint)
 
     def get_image(self, sha256: str) -> bytes | None:
         return self.state.images.get(sha256)

@@ -1,0 +1,109 @@
+"""Usage counters that survive restarts: per person per UTC day, model-call timings, totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import distinct, func, select
+
+from store.db import Database
+from store.models import Image, ImageSource, Message, ModelCall, UsageDay, utcnow
+from store.sql import insert_ignore
+
+# /stats percentiles are over the newest calls only (a long-running bot has millions).
+TIMING_WINDOW = 2000
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    """What one person used on one day."""
+
+    model_calls: int = 0
+    upload_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class UsageStats:
+    """The admin's overview."""
+
+    accounts: int
+    active_today: int
+    turns: int
+    images: int
+    model_call_p50_s: float | None
+    model_call_p95_s: float | None
+    model_calls_timed: int
+    database_bytes: int | None
+
+
+class UsageLedger:
+    """Daily counts per account ("telegram:<id>") and model-call durations."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def used(self, account: str, day: date) -> DayUsage:
+        """What ``account`` used on ``day`` (zero when nothing)."""
+        with self.db.read() as s:
+            row = s.get(UsageDay, (account, day))
+            return DayUsage() if row is None else DayUsage(row.model_calls, row.upload_bytes)
+
+    def charge(self, account: str, day: date, model_calls: int = 0, upload_bytes: int = 0,
+               max_calls: int | None = None, max_bytes: int | None = None) -> DayUsage | None:
+        """Add to the day's counts unless that would pass a limit (None: no limit).
+
+        Returns the new counts, or None (nothing added) when a limit would be passed; the
+        check and the addition are one transaction, so concurrent requests cannot both pass.
+        """
+        with self.db.write() as s:
+            insert_ignore(s, UsageDay.__table__, [{"account": account, "day": day,
+                                                   "model_calls": 0, "upload_bytes": 0}])
+            row = s.get(UsageDay, (account, day), with_for_update=True)
+            assert row is not None
+            calls, size = row.model_calls + model_calls, row.upload_bytes + upload_bytes
+            if (max_calls is not None and model_calls and calls > max_calls) or \
+                    (max_bytes is not None and upload_bytes and size > max_bytes):
+                return None
+            row.model_calls, row.upload_bytes = calls, size
+            return DayUsage(calls, size)
+
+    def record_call(self, kind: str, seconds: float) -> None:
+        """Remember how long one model call took."""
+        with self.db.write() as s:
+            s.add(ModelCall(kind=kind, seconds=float(seconds), at=utcnow()))
+
+    def stats(self, today: date) -> UsageStats:
+        """Accounts seen, active today, turns, uploaded images, model-call p50/p95."""
+        with self.db.read() as s:
+            accounts = s.scalar(select(func.count(distinct(UsageDay.account)))) or 0
+            active = s.scalar(select(func.count()).where(UsageDay.day == today)) or 0
+            turns = s.scalar(select(func.count(Message.id))) or 0
+            images = s.scalar(select(func.count(distinct(Image.sha256))).join(
+                ImageSource, ImageSource.image_sha256 == Image.sha256).where(
+                ImageSource.user_id.is_not(None))) or 0
+            times = list(s.scalars(select(ModelCall.seconds)
+                                   .order_by(ModelCall.id.desc()).limit(TIMING_WINDOW)))
+        p50, p95 = (np.percentile(times, [50, 95]).tolist() if times else (None, None))
+        return UsageStats(accounts, active, turns, images, p50, p95, len(times),
+                          self._database_bytes())
+
+    def _database_bytes(self) -> int | None:
+        with self.db.read() as s:
+            dialect = s.get_bind().dialect.name
+            if dialect == "sqlite":
+                count = s.connection().exec_driver_sql("PRAGMA page_count").scalar() or 0
+                size = s.connection().exec_driver_sql("PRAGMA page_size").scalar() or 0
+                return int(count) * int(size)
+            if dialect == "postgresql":
+                value = s.connection().exec_driver_sql(
+                    "SELECT pg_database_size(current_database())").scalar()
+                return int(value or 0)
+        return None
+
+
+def next_reset(now: datetime) -> datetime:
+    """When the daily counters start afresh: the next midnight UTC."""
+    day = now.astimezone(UTC).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
