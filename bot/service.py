@@ -23,7 +23,7 @@ from bot.honesty import honest_reply
 from bot.images import DecodedImage, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
-from bot.storage import ConversationStore
+from bot.storage import ConversationStore, SavedSearch
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ProgressFn = Callable[[str], Awaitable[None]]
 _END = object()
+NO_OWN_IMAGES = ("You have not sent me any images yet: every image you send joins your own "
+                 "gallery, searchable only by you. /search <text> looks in the public gallery.")
+CAP_NOTICE = ("(Your image gallery is full: from now on, your oldest images leave it as new "
+              "ones arrive. They stay in our conversations; only searches no longer find them.)")
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,11 @@ class ConversationService:
         result = await self._generate(dialogue, embeddings, options, progress)
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
-            hits = await self._search(uid, result.query, fresh=True)
+            hits = await self._search(uid, SavedSearch(result.query), fresh=True)
         reply = result.text.strip() or _found_text(hits)
         await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
-        return Reply(reply, hits)
+        notice = await self._index_uploads(uid, images, embeddings)
+        return Reply(f"{reply}\n\n{notice}" if notice else reply, hits)
 
     async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
         """Small talk and questions an image cannot answer: a fixed true reply, kept in the
@@ -101,26 +106,35 @@ class ConversationService:
         return Reply(reply)
 
     async def search(self, user: UserRef, text: str) -> Reply:
-        """Forced retrieval for a text request."""
+        """Forced retrieval for a text request; "mine <text>" looks among the chat's own
+        images only."""
+        only_own, text = _scope(text)
+        if only_own and not text.strip():
+            raise UserFacingError("Tell me what to look for among your images, "
+                                  "e.g. /search mine harbour")
         text = self._checked_text(text, allow_empty=False)
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        if only_own and not await self._db(self.store.private_count, uid):
+            raise UserFacingError(NO_OWN_IMAGES)
         user_turn = Turn("user", (TextPart(text),))
         dialogue = [*await self._db(self.store.context, uid), user_turn]
         embeddings = await self._embeddings(dialogue, [])
         query = await self._model(self.engine.retrieve, dialogue, embeddings)
-        hits = await self._search(uid, query, fresh=True)
-        reply = _found_text(hits)
+        hits = await self._search(uid, SavedSearch(query, only_own), fresh=True)
+        reply = _found_text(hits, only_own)
         await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
         return Reply(reply, hits)
 
     async def more(self, user: UserRef) -> Reply:
         """The next results of the user's last search, none shown before."""
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
-        query = await self._db(self.store.last_search, uid)
-        if query is None:
+        saved = await self._db(self.store.last_search, uid)
+        if saved is None:
             raise UserFacingError("There is no search to continue: try /search airport first.")
-        hits = await self._search(uid, query, fresh=False)
-        return Reply(_found_text(hits) if hits else "No more results for that search.", hits)
+        hits = await self._search(uid, saved, fresh=False)
+        if not hits:
+            return Reply("No more results for that search.")
+        return Reply(_found_text(hits, saved.only_own), hits)
 
     async def similar(self, user: UserRef, upload: bytes | None = None) -> Reply:
         """Gallery images like ``upload``, or like the conversation's last image."""
@@ -137,7 +151,8 @@ class ConversationService:
             sha, images = shas[-1], []
         embedding = (await self._embeddings([Turn("user", (ImagePart(sha),))], images))[sha]
         query = (await self._model(self.engine.image_query, embedding[None]))[0]
-        hits = await self._search(uid, query, fresh=True)
+        # The chat's own copy of the example is in its gallery: like itself, but no news.
+        hits = await self._search(uid, SavedSearch(query), fresh=True, skip=(sha,))
         return Reply(_found_text(hits), hits)
 
     # ----- account
@@ -221,15 +236,33 @@ class ConversationService:
             raise UserFacingError("An earlier image of this conversation is gone: try /reset.")
         return (await self._decode(data)).image
 
-    async def _search(self, uid: int, query: np.ndarray, fresh: bool) -> tuple[Hit, ...]:
+    async def _search(self, uid: int, search: SavedSearch, fresh: bool,
+                      skip: Sequence[str] = ()) -> tuple[Hit, ...]:
         if fresh:
-            await self._db(self.store.remember_search, uid, query)
+            await self._db(self.store.remember_search, uid, search)
         exclude = await self._db(self.store.shown, uid)
         if len(exclude) >= self.config.max_search_depth and not fresh:
             return ()
-        hits = await self._db(self.store.search, uid, query, self.config.search_results, exclude)
+        hits = await self._db(self.store.search, uid, search.query, self.config.search_results,
+                              exclude | set(skip), search.only_own)
         await self._db(self.store.mark_shown, uid, [hit.sha256 for hit in hits])
         return tuple(hits)
+
+    async def _index_uploads(self, uid: int, images: Sequence[DecodedImage],
+                             embeddings: dict[str, np.ndarray]) -> str:
+        """The chat's images join its private gallery, their vectors made from the encoder
+        embeddings already computed for the reply; returns what to tell the chat, or ""."""
+        shas = list(dict.fromkeys(image.sha256 for image in images))
+        if not shas:
+            return ""
+        try:
+            vectors = await self._model(self.engine.image_query,
+                                        np.stack([embeddings[sha] for sha in shas]))
+            done = await self._db(self.store.index_uploads, uid, shas, vectors)
+        except Exception:  # the reply is stored and must still be sent; searching can wait
+            logger.exception("indexing %d upload(s) of user %d failed", len(shas), uid)
+            return ""
+        return CAP_NOTICE if done.first_overflow else ""
 
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
@@ -284,14 +317,24 @@ async def _consume(pieces: asyncio.Queue[object], progress: ProgressFn) -> Gener
     return result if result is not None else GenerationResult(text)
 
 
-def _found_text(hits: Sequence[Hit]) -> str:
+def _found_text(hits: Sequence[Hit], only_own: bool = False) -> str:
+    where = "among your images" if only_own else "in the gallery"
     if not hits:
-        return "I found no matching images in the gallery."
-    return f"Here {'is' if len(hits) == 1 else 'are'} {len(hits)} image(s) from the gallery."
+        return f"I found no matching images {where}."
+    source = "of your images" if only_own else "image(s) from the gallery"
+    return f"Here {'is' if len(hits) == 1 else 'are'} {len(hits)} {source}."
+
+
+def _scope(text: str) -> tuple[bool, str]:
+    """("mine harbour" -> only the chat's own images, "harbour")."""
+    first, _, rest = (text or "").strip().partition(" ")
+    if first.lower() == "mine":
+        return True, rest.strip()
+    return False, text
 
 
 def _reply_turn(text: str, hits: Sequence[Hit]) -> Turn:
-    found = "; ".join(f"{hit.label} ({hit.score:.2f})" for hit in hits)
+    found = "; ".join(f"{hit.label or 'your image'} ({hit.score:.2f})" for hit in hits)
     return Turn("assistant", (TextPart(f"{text}\n[shown: {found}]" if hits else text),))
 
 
