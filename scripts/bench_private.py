@@ -8,13 +8,15 @@ A real store (SQLite, image files, FAISS index file) in a temporary folder, thro
 StoreAdapter, the way the conversation service calls it. Vectors are synthetic 256-d unit
 vectors around cluster centres; images are rows only (search and indexing read no files).
 Upload: the bridge's image projection (a 512 -> 256 linear map, the real layer's shape) plus
-``index_uploads`` (check, insert the row, add the vector, save the index). Search: one query at a
+``index_uploads`` (check, insert the row, add the vector, append it to the index's tail
+file; every so often the whole index file is rewritten). Search: one query at a
 time for a random chat, the public gallery plus that chat's own images (and ``mine`` alone).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import tempfile
@@ -104,9 +106,9 @@ def bench_uploads(store: Store, adapter: StoreAdapter, chats: list[int],
                 out.append(projection(torch.from_numpy(x[None])).numpy())
 
         bridge.time(project)
-        index.time(lambda c=chat, s=sha, v=vector: adapter.index_uploads(c, [s], v[0]))
+        index.time(functools.partial(adapter.index_uploads, chat, [sha], vector[0]))
     bridge.report("upload: bridge projection (512 -> 256)")
-    index.report("upload: index_uploads (row, vector, index file saved)")
+    index.report("upload: index_uploads (row, vector, index tail or file saved)")
 
 
 def bench_search(adapter: StoreAdapter, chats: list[int], args: argparse.Namespace,
@@ -116,7 +118,7 @@ def bench_search(adapter: StoreAdapter, chats: list[int], args: argparse.Namespa
     for only_own, name in ((False, "public + own"), (True, "own only (/search mine)")):
         clock = Clock()
         for chat, query in zip(who, queries, strict=True):
-            clock.time(lambda c=chat, q=query, o=only_own: adapter.search(int(c), q, 4, set(), o))
+            clock.time(functools.partial(adapter.search, int(chat), query, 4, set(), only_own))
         clock.report(f"search k=4, {name}")
 
 

@@ -33,7 +33,7 @@ from store.types import (
 __all__ = [
     "Context", "ConversationInfo", "ForgetReport", "GalleryConfig", "GalleryEntry",
     "GalleryHit", "GalleryMismatchError", "GalleryStats", "ImageInfo", "MissingImageError",
-    "NewImage", "PartInput", "PrivateAdd", "SchemaTooNewError", "StaleGalleryError", "Store", "StoreConfig",
-    "StoreError", "StoredPart", "StoredTurn", "UnknownUserError", "UserInfo", "database_url",
-    "open_store",
+    "NewImage", "PartInput", "PrivateAdd", "SchemaTooNewError", "StaleGalleryError", "Store",
+    "StoreConfig", "StoreError", "StoredPart", "StoredTurn", "UnknownUserError", "UserInfo",
+    "database_url", "open_store",
 ]

@@ -38,6 +38,8 @@ from store.types import GalleryEntry, GalleryHit, GalleryStats, PrivateAdd
 
 logger = logging.getLogger(__name__)
 REBUILD_HINT = "rebuild it with `capret gallery rebuild`"
+# The index file is rewritten once its tail holds this many changes, or 1/16 of its vectors.
+TAIL_MIN, TAIL_FRACTION = 256, 16
 
 
 class Gallery:
@@ -134,7 +136,7 @@ class Gallery:
             self.check_bridge(bridge_id)
             ids = self._insert_rows(entries, x, bridge_id)
             self._state = self._loaded().with_added(ids, entries, x, bridge_id, self.config)
-            self._save()
+            self._persist(ids, x)
         return ids
 
     def add_private(self, owner_user_id: int, entries: Sequence[GalleryEntry],
@@ -155,13 +157,12 @@ class Gallery:
                 x = np.stack([v for _, v in new])
                 ids = self._insert_rows(rows, x, bridge_id)
                 self._state = self._loaded().with_added(ids, rows, x, bridge_id, self.config)
+                self._persist(ids, x)
             oldest = self._loaded().owned(owner_user_id)
             evict = oldest[:max(0, len(oldest) - self.config.private_cap)]
             shas = self._delete_rows(evict) if evict else []
             if evict:
-                self._state = self._loaded().without(evict)
-            if rows or evict:
-                self._save()
+                self._drop_from_index(evict)
         self._delete_files(shas)
         return PrivateAdd(ids, len(entries) - len(rows), len(evict))
 
@@ -225,8 +226,8 @@ class Gallery:
         rows = self._rows(vectors=False)
         saved = fx.load(self.path)
         if saved is not None:
-            index, meta = saved
-            fresh = GalleryState.from_rows(rows, index, meta, _stamp(self.path))
+            index, meta, tail = saved
+            fresh = GalleryState.from_rows(rows, index, meta, _stamp(self.path), tail)
             if fresh.matches(meta):
                 return fresh
             logger.warning("gallery %r: index file and database disagree (%d vectors, %d rows):"
@@ -300,18 +301,37 @@ class Gallery:
         state = self._loaded()
         if not fx.can_remove(state.index):
             self._state = self._rebuild()
+            self._save()
         else:
             self._state = state.without(ids)
-        self._save()
+            self._persist(removed=ids)
+
+    def _persist(self, ids: Sequence[int] = (), x: np.ndarray | None = None,
+                 removed: Sequence[int] = ()) -> None:
+        """Save a change: appended to the index's tail while the tail is small, else (and for
+        a new or emptied index) the whole index is written and the tail starts afresh."""
+        state = self._state
+        assert state is not None
+        changes = len(ids) + len(removed)
+        limit = max(TAIL_MIN, state.count // TAIL_FRACTION)
+        if (state.index is None or state.meta is None or not self.path.is_file()
+                or state.count == len(ids) or state.tail.records + changes > limit):
+            self._save()
+            return
+        state.tail = fx.append(state.meta, state.tail, self.path,
+                               np.asarray(ids, dtype=np.int64), x,
+                               np.asarray(removed, dtype=np.int64))
+        state.stamp = _stamp(self.path)
 
     def _save(self, state: GalleryState | None = None) -> None:
         state = state or self._state
         assert state is not None
         if state.index is None or state.meta is None:
-            for path in (self.path, fx.meta_path(self.path)):
+            for path in (self.path, fx.meta_path(self.path), fx.tail_path(self.path)):
                 path.unlink(missing_ok=True)
         else:
             fx.save(state.index, state.meta, self.path)
+        state.tail = fx.Tail()
         state.stamp = _stamp(self.path)
 
     @contextmanager

@@ -28,6 +28,8 @@ class GalleryState:
     id_sha: dict[int, str] = field(default_factory=dict)
     # Private ids by owner, so a query's filter costs a copy plus the user's own bits.
     private_ids: dict[int, list[int]] = field(default_factory=dict)
+    # What the index file's tail holds beyond the file itself (see faiss_index.Tail).
+    tail: fx.Tail = field(default_factory=fx.Tail)
     _public_bits: np.ndarray | None = None
     _bridges: set[str] = field(default_factory=set)
 
@@ -37,8 +39,8 @@ class GalleryState:
 
     @classmethod
     def from_rows(cls, rows: Sequence[dict[str, Any]], index: Any, meta: fx.IndexMeta,
-                  stamp: int | None) -> GalleryState:
-        state = cls(index, meta, stamp)
+                  stamp: int | None, tail: fx.Tail | None = None) -> GalleryState:
+        state = cls(index, meta, stamp, tail=tail or fx.Tail())
         state._note([r["id"] for r in rows], [r["image_sha256"] for r in rows],
                     [_owner_code(r["visibility"], r["owner_user_id"]) for r in rows])
         state._bridges = {r["bridge_id"] for r in rows}

@@ -145,7 +145,8 @@ class MemoryStore:
                 if sha not in known:
                     known.add(sha)
                     self.state.next_private_id += 1
-                    mine.append((self.state.next_private_id, sha, np.asarray(vector, np.float32), datetime.now(UTC)))
+                    mine.append((self.state.next_private_id, sha,
+                                 np.asarray(vector, np.float32), datetime.now(UTC)))
                     added += 1
             evicted = max(0, len(mine) - self.private_cap)
             del mine[:evicted]

@@ -159,9 +159,8 @@ async def test_restart_keeps_conversation_and_search(tmp_path: Path, engine: Fak
 
 
 def test_stored_query_round_trips(real_store: Store, engine: FakeEngine) -> None:
-    from bot.store_adapter import StoreAdapter
-
     from bot.storage import SavedSearch
+    from bot.store_adapter import StoreAdapter
 
     adapter = StoreAdapter(real_store, engine.bridge_id)
     user = adapter.user_id("test", "dana", None)

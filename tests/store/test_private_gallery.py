@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from store import GalleryEntry, NewImage, Store, StoreConfig, open_store
+from store import faiss_index as fx
 from store.models import GalleryItem, utcnow
 from tests.store.conftest import png
 
@@ -142,3 +143,29 @@ def test_the_database_refuses_a_second_private_row_of_one_image(store: Store) ->
         s.add(GalleryItem(gallery=store.gallery.name, image_sha256=shas[0], source="",
                           owner_user_id=alice, visibility="private", bridge_id=BRIDGE,
                           vector=vectors[0].tobytes(), added_at=utcnow()))
+
+
+def test_uploads_append_to_the_index_tail_replayed_on_open(
+        store_config: StoreConfig, database_url: str) -> None:
+    store = open_store(store_config, database_url)
+    public = set(_public(store, range(100, 105)))
+    index_file, written = store.gallery.path, store.gallery.path.stat().st_mtime_ns
+    owners = _owners(store)
+    own = {name: set(_upload(store, uid, range(500 + 10 * n, 502 + 10 * n))[0])
+           for n, (name, uid) in enumerate(owners.items())}
+    store.repo.forget_user(owners["bob"])
+    assert index_file.stat().st_mtime_ns == written, "an upload appends; it does not rewrite"
+    assert fx.tail_path(index_file).stat().st_size > 0
+    store.close()
+    reopened = open_store(store_config, database_url)
+    try:
+        for name in ("alice", "group-a", "group-b"):
+            assert _everything(reopened, owners[name]) == public | own[name]
+        assert len(reopened.gallery) == 5 + 6
+        tail = fx.tail_path(index_file)
+        tail.write_bytes(tail.read_bytes()[:-10])  # torn by a crash: rebuilt from the rows
+        reopened.gallery.reload()
+        assert _everything(reopened, owners["alice"]) == public | own["alice"]
+        assert len(reopened.gallery) == 5 + 6
+    finally:
+        reopened.close()
