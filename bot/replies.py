@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 HELP = """I describe satellite and aerial images, answer questions about them and find images.
@@ -13,6 +14,8 @@ HELP = """I describe satellite and aerial images, answer questions about them an
 • Ask follow-ups: "is there a river?", "what is left of the runway?"
 • Ask for images: "show me airports near the sea" or /search harbour with many boats
 • /more: the next results of the last search, without repeats.
+• Every image you send joins your own gallery, searchable only by you (in a group: by that
+  group): /search mine harbour looks among your images only.
 • Reply "more like this" (or /similar) to an image: similar images from the gallery.
 • Send a large scene as a file: described as a whole and by tiles; /tiles shows the grid.
 • A GeoTIFF's location (centre, size, CRS, date) comes from its tags; photos have none.
@@ -44,6 +47,8 @@ class Hit:
     path: Path
     # The image's content hash: what "already shown in this conversation" is keyed by.
     sha256: str
+    # When the asking chat sent it, if it is one of the chat's own images (None: public).
+    sent_at: datetime | None = None
 
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()
@@ -59,10 +64,21 @@ class Reply:
     turn_id: int | None = None
 
 
-def hit_caption(hit: Hit) -> str:
-    """A gallery image's caption: its label or caption, then the score."""
+def hit_caption(hit: Hit, today: date | None = None) -> str:
+    """A gallery image's caption: its label or caption (and "yours, sent 3 Nov" for the
+    chat's own images), then the score."""
     label = hit.label if len(hit.label) <= 900 else hit.label[:900] + "…"
+    if hit.sent_at is not None:
+        mine = f"yours, sent {sent_on(hit.sent_at, today)}"
+        label = f"{label} — {mine}" if label else mine
     return f"{label} — score {hit.score:.2f}"
+
+
+def sent_on(when: datetime, today: date | None = None) -> str:
+    """A day as people say it: "3 Nov", with the year when it is not this year's."""
+    today = today or datetime.now(UTC).date()
+    day = f"{when.day} {when:%b}"
+    return day if when.year == today.year else f"{day} {when.year}"
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -25,7 +25,7 @@ from bot.honesty import honest_reply
 from bot.images import DecodedImage, TileRule, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
-from bot.storage import ConversationStore
+from bot.storage import ConversationStore, SavedSearch
 from bot.tiles import TiledScene, notable, tile_lines, tile_sheet
 from engine.backends.errors import BackendUnavailableError
 from engine.prompt import image_turn
@@ -40,6 +40,10 @@ ObserveFn = Callable[[str, float], None]
 _END = object()
 # Large scenes kept in memory for /tiles (their tiles are not stored; a restart forgets them).
 SCENES_KEPT = 64
+NO_OWN_IMAGES = ("You have not sent me any images yet: every image you send joins your own "
+                 "gallery, searchable only by you. /search <text> looks in the public gallery.")
+CAP_NOTICE = ("(Your image gallery is full: from now on, your oldest images leave it as new "
+              "ones arrive. They stay in our conversations; only searches no longer find them.)")
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,13 @@ class ConversationService:
         result = await self._generate(dialogue, embeddings, options, progress)
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
-            hits = await self._search(uid, result.query, fresh=True)
+            hits = await self._search(uid, SavedSearch(result.query), fresh=True)
         reply = with_locations(result.text.strip() or _found_text(hits), images)
         reply = await self._with_tiles(uid, images, reply)
         turn_id = await self._db(self.store.append_exchange, uid, user_turn,
                                  _reply_turn(reply, hits))
-        return Reply(reply, hits, turn_id)
+        notice = await self._index_uploads(uid, images, embeddings)
+        return Reply(f"{reply}\n\n{notice}" if notice else reply, hits, turn_id)
 
     async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
         """Small talk and questions an image cannot answer: a fixed true reply, kept in the
@@ -116,26 +121,35 @@ class ConversationService:
         return Reply(reply, (), turn_id)
 
     async def search(self, user: UserRef, text: str) -> Reply:
-        """Forced retrieval for a text request."""
+        """Forced retrieval for a text request; "mine <text>" looks among the chat's own
+        images only."""
+        only_own, text = _scope(text)
+        if only_own and not text.strip():
+            raise UserFacingError("Tell me what to look for among your images, "
+                                  "e.g. /search mine harbour")
         text = self._checked_text(text, allow_empty=False)
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+        if only_own and not await self._db(self.store.private_count, uid):
+            raise UserFacingError(NO_OWN_IMAGES)
         user_turn = Turn("user", (TextPart(text),))
         dialogue = [*await self._db(self.store.context, uid), user_turn]
         embeddings = await self._embeddings(dialogue, [])
         query = await self._model(self.engine.retrieve, dialogue, embeddings)
-        hits = await self._search(uid, query, fresh=True)
-        reply = _found_text(hits)
+        hits = await self._search(uid, SavedSearch(query, only_own), fresh=True)
+        reply = _found_text(hits, only_own)
         await self._db(self.store.append_exchange, uid, user_turn, _reply_turn(reply, hits))
         return Reply(reply, hits)
 
     async def more(self, user: UserRef) -> Reply:
         """The next results of the user's last search, none shown before."""
         uid = await self._db(self.store.user_id, user.transport, user.external_id, user.name)
-        query = await self._db(self.store.last_search, uid)
-        if query is None:
+        saved = await self._db(self.store.last_search, uid)
+        if saved is None:
             raise UserFacingError("There is no search to continue: try /search airport first.")
-        hits = await self._search(uid, query, fresh=False)
-        return Reply(_found_text(hits) if hits else "No more results for that search.", hits)
+        hits = await self._search(uid, saved, fresh=False)
+        if not hits:
+            return Reply("No more results for that search.")
+        return Reply(_found_text(hits, saved.only_own), hits)
 
     async def similar(self, user: UserRef, upload: bytes | None = None) -> Reply:
         """Gallery images like ``upload``, or like the conversation's last image."""
@@ -156,7 +170,9 @@ class ConversationService:
         tiles = scene.vectors if scene is not None and scene.sha256 == sha else none
         # A large scene searches with the whole and with each tile; the best score per image.
         queries = await self._model(self.engine.image_query, np.vstack([embedding[None], tiles]))
-        hits = await self._search(uid, queries[0], fresh=True, extra=queries[1:])
+        # The chat's own copy of the example is in its gallery: like itself, but no news.
+        hits = await self._search(uid, SavedSearch(queries[0]), fresh=True, extra=queries[1:],
+                                  skip=(sha,))
         return Reply(_found_text(hits), hits)
 
     async def tiles(self, user: UserRef) -> bytes:
@@ -297,23 +313,41 @@ class ConversationService:
             raise UserFacingError("An earlier image of this conversation is gone: try /reset.")
         return (await self._decode(data)).image
 
-    async def _search(self, uid: int, query: np.ndarray, fresh: bool,
-                      extra: np.ndarray | None = None) -> tuple[Hit, ...]:
+    async def _search(self, uid: int, search: SavedSearch, fresh: bool,
+                      extra: np.ndarray | None = None, skip: Sequence[str] = ()
+                      ) -> tuple[Hit, ...]:
         if fresh:
-            await self._db(self.store.remember_search, uid, query)
+            await self._db(self.store.remember_search, uid, search)
         exclude = await self._db(self.store.shown, uid)
         if len(exclude) >= self.config.max_search_depth and not fresh:
             return ()
         k = self.config.search_results
-        hits = await self._db(self.store.search, uid, query, k, exclude)
+        exclude = exclude | set(skip)
+        hits = await self._db(self.store.search, uid, search.query, k, exclude, search.only_own)
         for more in extra if extra is not None else ():
-            hits += await self._db(self.store.search, uid, more, k, exclude)
+            hits += await self._db(self.store.search, uid, more, k, exclude, search.only_own)
         best: dict[str, Hit] = {}
         for hit in sorted(hits, key=lambda h: -h.score):
             best.setdefault(hit.sha256, hit)
         hits = list(best.values())[:k]
         await self._db(self.store.mark_shown, uid, [hit.sha256 for hit in hits])
         return tuple(hits)
+
+    async def _index_uploads(self, uid: int, images: Sequence[DecodedImage],
+                             embeddings: dict[str, np.ndarray]) -> str:
+        """The chat's images join its private gallery, their vectors made from the encoder
+        embeddings already computed for the reply; returns what to tell the chat, or ""."""
+        shas = list(dict.fromkeys(image.sha256 for image in images))
+        if not shas:
+            return ""
+        try:
+            vectors = await self._model(self.engine.image_query,
+                                        np.stack([embeddings[sha] for sha in shas]))
+            done = await self._db(self.store.index_uploads, uid, shas, vectors)
+        except Exception:  # the reply is stored and must still be sent; searching can wait
+            logger.exception("indexing %d upload(s) of user %d failed", len(shas), uid)
+            return ""
+        return CAP_NOTICE if done.first_overflow else ""
 
     async def _model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a model call in a worker thread, at most ``max_concurrent_model_calls`` at once."""
@@ -411,14 +445,24 @@ def with_locations(text: str, images: Sequence[DecodedImage]) -> str:
     return "\n\n".join([text, *lines])
 
 
-def _found_text(hits: Sequence[Hit]) -> str:
+def _found_text(hits: Sequence[Hit], only_own: bool = False) -> str:
+    where = "among your images" if only_own else "in the gallery"
     if not hits:
-        return "I found no matching images in the gallery."
-    return f"Here {'is' if len(hits) == 1 else 'are'} {len(hits)} image(s) from the gallery."
+        return f"I found no matching images {where}."
+    source = "of your images" if only_own else "image(s) from the gallery"
+    return f"Here {'is' if len(hits) == 1 else 'are'} {len(hits)} {source}."
+
+
+def _scope(text: str) -> tuple[bool, str]:
+    """("mine harbour" -> only the chat's own images, "harbour")."""
+    first, _, rest = (text or "").strip().partition(" ")
+    if first.lower() == "mine":
+        return True, rest.strip()
+    return False, text
 
 
 def _reply_turn(text: str, hits: Sequence[Hit]) -> Turn:
-    found = "; ".join(f"{hit.label} ({hit.score:.2f})" for hit in hits)
+    found = "; ".join(f"{hit.label or 'your image'} ({hit.score:.2f})" for hit in hits)
     return Turn("assistant", (TextPart(f"{text}\n[shown: {found}]" if hits else text),))
 
 

@@ -7,12 +7,33 @@ synchronous (the service runs them in worker threads), one unit of work each.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from bot.replies import Hit
 from engine.types import Turn
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    """A conversation's last search: its query (shared_dim,) and whether it was only among
+    the chat's own images (``/search mine``)."""
+
+    query: np.ndarray
+    only_own: bool = False
+
+
+@dataclass(frozen=True)
+class UploadsIndexed:
+    """What indexing a chat's uploads did."""
+
+    added: int
+    # The chat's oldest images that left its gallery for the cap.
+    evicted: int = 0
+    # True the first time the chat's gallery overflows (the chat is told once).
+    first_overflow: bool = False
 
 
 class ConversationStore(Protocol):
@@ -78,17 +99,29 @@ class ConversationStore(Protocol):
         """Remember images shown in the current conversation."""
         ...
 
-    def remember_search(self, user_id: int, query: np.ndarray) -> None:
-        """Keep the current conversation's last search query (shared_dim,) for /more."""
+    def remember_search(self, user_id: int, search: SavedSearch) -> None:
+        """Keep the current conversation's last search for /more."""
         ...
 
-    def last_search(self, user_id: int) -> np.ndarray | None:
-        """The current conversation's last search query, or None."""
+    def last_search(self, user_id: int) -> SavedSearch | None:
+        """The current conversation's last search, or None."""
         ...
 
-    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str]) -> list[Hit]:
-        """The k best gallery images the user may see (public and their own) for a
-        (shared_dim,) query, skipping images whose sha256 is in ``exclude``."""
+    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str],
+               only_own: bool = False) -> list[Hit]:
+        """The k best gallery images the user may see (public and their own; only their own
+        with ``only_own``) for a (shared_dim,) query, skipping sha256s in ``exclude``. Their
+        own images carry ``sent_at``."""
+        ...
+
+    def index_uploads(self, user_id: int, sha256s: Sequence[str],
+                      vectors: np.ndarray) -> UploadsIndexed:
+        """Add images the chat sent (stored already) to its private gallery, each once, with
+        their (N, shared_dim) vectors; past the cap its oldest leave."""
+        ...
+
+    def private_count(self, user_id: int) -> int:
+        """How many of the chat's own images are searchable."""
         ...
 
     def gallery_size(self) -> int:

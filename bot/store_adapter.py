@@ -18,12 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from bot.replies import Hit
+from bot.storage import SavedSearch, UploadsIndexed
 from engine.types import ImagePart, Part, TextPart, Turn
-from store import GalleryHit, NewImage, PartInput, Store, StoredPart, StoredTurn
+from store import (
+    GalleryEntry,
+    GalleryHit,
+    NewImage,
+    PartInput,
+    StaleGalleryError,
+    Store,
+    StoredPart,
+    StoredTurn,
+)
 from store.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 LAST_SEARCH = "last_search"
+# Set once the chat has been told that its oldest images leave its gallery past the cap.
+CAP_TOLD = "gallery_cap_told"
 
 
 class StoreAdapter:
@@ -91,24 +103,45 @@ class StoreAdapter:
         if sha256s:
             self.repo.mark_shown(self.repo.active_conversation(user_id), sha256s)
 
-    def remember_search(self, user_id: int, query: np.ndarray) -> None:
-        vector = np.ascontiguousarray(query, dtype="<f4").tobytes()
+    def remember_search(self, user_id: int, search: SavedSearch) -> None:
+        vector = np.ascontiguousarray(search.query, dtype="<f4").tobytes()
         saved = {"conversation_id": self.repo.active_conversation(user_id),
-                 "query": base64.b64encode(vector).decode("ascii")}
+                 "query": base64.b64encode(vector).decode("ascii"),
+                 "only_own": search.only_own}
         self.repo.update_user(user_id, settings={LAST_SEARCH: saved})
 
-    def last_search(self, user_id: int) -> np.ndarray | None:
+    def last_search(self, user_id: int) -> SavedSearch | None:
         saved = self.repo.get_user(user_id).settings.get(LAST_SEARCH)
         if not isinstance(saved, dict):
             return None
         if saved.get("conversation_id") != self.repo.active_conversation(user_id):
             return None  # a search of an earlier conversation
-        return np.frombuffer(base64.b64decode(str(saved["query"])), dtype="<f4").copy()
+        query = np.frombuffer(base64.b64decode(str(saved["query"])), dtype="<f4").copy()
+        return SavedSearch(query, bool(saved.get("only_own", False)))
 
-    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str]) -> list[Hit]:
+    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str],
+               only_own: bool = False) -> list[Hit]:
         hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
-                                         exclude=exclude)
-        return [self._hit(h) for h in hits]
+                                         exclude=exclude, only_own=only_own)
+        return [self._hit(h, user_id) for h in hits]
+
+    def index_uploads(self, user_id: int, sha256s: Sequence[str],
+                      vectors: np.ndarray) -> UploadsIndexed:
+        entries = [GalleryEntry(sha, source="upload", owner_user_id=user_id,
+                                visibility="private") for sha in sha256s]
+        try:
+            done = self.store.gallery.add_private(user_id, entries, vectors, self.bridge_id)
+        except StaleGalleryError as exc:  # searches refuse too, with the same hint
+            logger.warning("upload not indexed: %s", exc)
+            return UploadsIndexed(0)
+        first = False
+        if done.evicted and not self.repo.get_user(user_id).settings.get(CAP_TOLD):
+            self.repo.update_user(user_id, settings={CAP_TOLD: True})
+            first = True
+        return UploadsIndexed(len(done.added), done.evicted, first)
+
+    def private_count(self, user_id: int) -> int:
+        return self.store.gallery.private_count(user_id)
 
     @property
     def usage(self) -> UsageLedger:
@@ -121,9 +154,11 @@ class StoreAdapter:
     def close(self) -> None:
         self.store.close()
 
-    def _hit(self, hit: GalleryHit) -> Hit:
+    def _hit(self, hit: GalleryHit, user_id: int) -> Hit:
         label = hit.label or hit.caption or ""
-        return Hit(hit.item_id, label, hit.score, self.store.blobs.path(hit.sha256), hit.sha256)
+        own = hit.visibility == "private" and hit.owner_user_id == user_id
+        return Hit(hit.item_id, label, hit.score, self.store.blobs.path(hit.sha256), hit.sha256,
+                   hit.added_at if own else None)
 
 
 def to_turn(turn: StoredTurn) -> Turn:

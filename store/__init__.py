@@ -24,6 +24,7 @@ from store.types import (
     ImageInfo,
     NewImage,
     PartInput,
+    PrivateAdd,
     StoredPart,
     StoredTurn,
     UserInfo,
@@ -32,7 +33,7 @@ from store.types import (
 __all__ = [
     "Context", "ConversationInfo", "ForgetReport", "GalleryConfig", "GalleryEntry",
     "GalleryHit", "GalleryMismatchError", "GalleryStats", "ImageInfo", "MissingImageError",
-    "NewImage", "PartInput", "SchemaTooNewError", "StaleGalleryError", "Store", "StoreConfig",
-    "StoreError", "StoredPart", "StoredTurn", "UnknownUserError", "UserInfo", "database_url",
-    "open_store",
+    "NewImage", "PartInput", "PrivateAdd", "SchemaTooNewError", "StaleGalleryError", "Store",
+    "StoreConfig", "StoreError", "StoredPart", "StoredTurn", "UnknownUserError", "UserInfo",
+    "database_url", "open_store",
 ]

@@ -22,6 +22,9 @@ class GalleryConfig:
     name: str = "default"
     # A folder of images (with captions.json) indexed on first start; None = none.
     seed_folder: str | None = None
+    # Private images one chat may keep searchable; past it, its oldest leave the gallery
+    # (they stay in their conversation). Bounds what one chat adds to every search's filter.
+    private_cap: int = 1000
 
 
 @dataclass(frozen=True)

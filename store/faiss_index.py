@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ class IndexMeta:
         ids = np.asarray(ids, dtype=np.int64)
         return cls(bridge_id, dim, kind, int(ids.size), int(ids.sum()),
                    int(ids.max()) if ids.size else -1)
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Changes since the index file was written, appended to ``<name>.tail`` (so one upload
+    costs a record, not a rewrite of the whole index): ``size`` valid bytes, ``records``."""
+
+    size: int = 0
+    records: int = 0
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -108,19 +118,83 @@ def set_bits(bits: np.ndarray, ids: np.ndarray, value: bool) -> None:
 
 
 def save(index: Any, meta: IndexMeta, path: Path) -> None:
-    """Write index and sidecar atomically (temp, fsync, rename); the meta is written last."""
+    """Write index and sidecar atomically (temp, fsync, rename); the meta is written last.
+    A crash in between leaves files that disagree with the rows: the gallery rebuilds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, faiss.serialize_index(index).tobytes())
-    atomic_write(meta_path(path), json.dumps(meta.__dict__).encode())
+    tail_path(path).unlink(missing_ok=True)
+    _write_meta(meta, Tail(), path)
 
 
-def load(path: Path) -> tuple[Any, IndexMeta] | None:
-    """The saved index and its meta, or None when either file is missing."""
+def append(meta: IndexMeta, tail: Tail, path: Path, ids: np.ndarray, x: np.ndarray | None,
+           removed: np.ndarray) -> Tail:
+    """Record added vectors (ids, (N, D)) and removed ids after the valid part of the tail
+    file (fsynced), then the meta that counts them; returns the new tail."""
+    records = np.zeros(len(ids) + len(removed), dtype=_record(meta.dim))
+    records["id"][: len(ids)] = ids
+    if x is not None and len(ids):
+        records["v"][: len(ids)] = x
+    records["id"][len(ids):] = -np.asarray(removed, dtype=np.int64) - 1  # removal: -(id + 1)
+    with open(tail_path(path), "a+b") as handle:
+        handle.truncate(tail.size)  # drop records a crashed writer left after the valid part
+        handle.write(records.tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    grown = Tail(tail.size + records.nbytes, tail.records + len(records))
+    _write_meta(meta, grown, path)
+    return grown
+
+
+def load(path: Path) -> tuple[Any, IndexMeta, Tail] | None:
+    """The saved index (its tail replayed), meta and tail; None when a file is missing or the
+    tail is shorter than the meta says."""
     if not path.is_file() or not meta_path(path).is_file():
         return None
-    meta = IndexMeta(**json.loads(meta_path(path).read_text()))
+    data = json.loads(meta_path(path).read_text())
+    tail = Tail(int(data.pop("tail_size", 0)), int(data.pop("tail_records", 0)))
+    meta = IndexMeta(**data)
     index = faiss.read_index(str(path))
-    return index, meta
+    if tail.size and not _replay(index, tail_path(path), tail, meta.dim):
+        logger.warning("gallery index tail %s is incomplete", tail_path(path))
+        return None
+    return index, meta, tail
+
+
+def tail_path(path: Path) -> Path:
+    return path.with_suffix(".tail")
+
+
+def _write_meta(meta: IndexMeta, tail: Tail, path: Path) -> None:
+    data = {**meta.__dict__, "tail_size": tail.size, "tail_records": tail.records}
+    atomic_write(meta_path(path), json.dumps(data).encode())
+
+
+def _record(dim: int) -> np.dtype:
+    return np.dtype([("id", "<i8"), ("v", "<f4", (dim,))])
+
+
+def _replay(index: Any, file: Path, tail: Tail, dim: int) -> bool:
+    """Apply the tail's records in order (ids may be reused after a removal)."""
+    try:
+        data = file.read_bytes()[: tail.size]
+    except FileNotFoundError:
+        return False
+    if len(data) < tail.size:
+        return False
+    records = np.frombuffer(data, dtype=_record(dim))
+    start = 0
+    while start < len(records):
+        adding = records["id"][start] >= 0
+        stop = start
+        while stop < len(records) and (records["id"][stop] >= 0) == adding:
+            stop += 1
+        run = records[start:stop]
+        if adding:
+            index.add_with_ids(np.ascontiguousarray(run["v"]), np.ascontiguousarray(run["id"]))
+        else:
+            index.remove_ids(-run["id"] - 1)
+        start = stop
+    return True
 
 
 def meta_path(path: Path) -> Path:

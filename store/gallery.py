@@ -24,12 +24,22 @@ from store.config import GalleryConfig
 from store.db import Database
 from store.errors import GalleryMismatchError, StaleGalleryError
 from store.gallery_state import GalleryState
-from store.models import Embedding, GalleryItem, Image, ImageSource, ShownImage, utcnow
+from store.models import (
+    Embedding,
+    GalleryItem,
+    Image,
+    ImageSource,
+    ShownImage,
+    as_utc,
+    utcnow,
+)
 from store.sql import chunks, existing_images, referenced_shas
-from store.types import GalleryEntry, GalleryHit, GalleryStats
+from store.types import GalleryEntry, GalleryHit, GalleryStats, PrivateAdd
 
 logger = logging.getLogger(__name__)
 REBUILD_HINT = "rebuild it with `capret gallery rebuild`"
+# The index file is rewritten once its tail holds this many changes, or 1/16 of its vectors.
+TAIL_MIN, TAIL_FRACTION = 256, 16
 
 
 class Gallery:
@@ -61,21 +71,35 @@ class Gallery:
                 f"the engine's bridge is {bridge_id!r}: {REBUILD_HINT}")
 
     def search(self, query: np.ndarray, k: int, bridge_id: str, user_id: int | None = None,
-               exclude: Iterable[str] = ()) -> list[GalleryHit]:
+               exclude: Iterable[str] = (), only_own: bool = False) -> list[GalleryHit]:
         """Top-k images by inner product with ``query`` (shared_dim,), best first.
 
         Only public images and ``user_id``'s own uploads are candidates (never another
-        user's private ones); images whose sha256 is in ``exclude`` are skipped.
+        user's private ones; with ``only_own``, only their own); images whose sha256 is in
+        ``exclude`` are skipped. An image that is both public and the user's counts once.
         """
         self.check_bridge(bridge_id)
         with self._lock:
             state = self._loaded()
-            if state.count == 0 or k <= 0:
+            if state.count == 0 or k <= 0 or (only_own and user_id is None):
                 return []
-            allowed = state.allowed(user_id, exclude)
-            scores, ids = fx.search(state.index, np.asarray(query), k, allowed, self.config)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        return self._hits(pairs)
+            allowed = state.allowed(user_id, exclude, only_own)
+            want = k
+            while True:  # duplicates (one image, two rows) may take places: ask for more
+                scores, ids = fx.search(state.index, np.asarray(query), want, allowed,
+                                        self.config)
+                pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True)
+                         if i >= 0]
+                found = state.best_per_image(pairs, user_id)
+                if len(found) >= k or len(pairs) < want or want >= state.count:
+                    break
+                want *= 2
+        return self._hits(found[:k])
+
+    def private_count(self, owner_user_id: int) -> int:
+        """How many private images that owner has in the gallery."""
+        with self._lock:
+            return len(self._loaded().private_ids.get(owner_user_id, ()))
 
     def contains(self, shas: Iterable[str], owner_user_id: int | None = None) -> set[str]:
         """Which of these images the gallery already holds for that owner (for resuming)."""
@@ -97,7 +121,7 @@ class Gallery:
                 labels[label or "?"] = labels.get(label or "?", 0) + 1
         return GalleryStats(self.name, state.count, state.public_count,
                             state.count - state.public_count, state.bridge_id,
-                            self.config.index, state.dim, labels)
+                            self.config.index, state.dim, labels, len(state.private_ids))
 
     # ----- writing -----------------------------------------------------------------------
     def add(self, entries: Sequence[GalleryEntry], vectors: np.ndarray,
@@ -112,23 +136,44 @@ class Gallery:
             self.check_bridge(bridge_id)
             ids = self._insert_rows(entries, x, bridge_id)
             self._state = self._loaded().with_added(ids, entries, x, bridge_id, self.config)
-            self._save()
+            self._persist(ids, x)
         return ids
+
+    def add_private(self, owner_user_id: int, entries: Sequence[GalleryEntry],
+                    vectors: np.ndarray, bridge_id: str) -> PrivateAdd:
+        """Add a chat's uploads (already stored) as its private images, each image once per
+        chat; past ``private_cap`` the chat's oldest leave the gallery (not its history)."""
+        if len(entries) != len(vectors):
+            raise ValueError(f"{len(entries)} entries but {len(vectors)} vectors")
+        chosen = {e.sha256: (e, v) for e, v in zip(entries, fx.normalise(vectors), strict=True)}
+        with self._exclusive():
+            self.check_bridge(bridge_id)
+            present = self.contains(chosen, owner_user_id)
+            new = [(e, v) for sha, (e, v) in chosen.items() if sha not in present]
+            rows = [GalleryEntry(e.sha256, e.caption, e.label, e.source, owner_user_id,
+                                 "private") for e, _ in new]
+            ids: list[int] = []
+            if rows:
+                x = np.stack([v for _, v in new])
+                ids = self._insert_rows(rows, x, bridge_id)
+                self._state = self._loaded().with_added(ids, rows, x, bridge_id, self.config)
+                self._persist(ids, x)
+            oldest = self._loaded().owned(owner_user_id)
+            evict = oldest[:max(0, len(oldest) - self.config.private_cap)]
+            shas = self._delete_rows(evict) if evict else []
+            if evict:
+                self._drop_from_index(evict)
+        self._delete_files(shas)
+        return PrivateAdd(ids, len(entries) - len(rows), len(evict))
 
     def remove(self, item_ids: Sequence[int]) -> int:
         """Remove gallery rows and their vectors; images nothing else uses go too (files
         included); a user's claim on an image (their upload) keeps it."""
         ids = sorted(set(item_ids))
         with self._exclusive():
-            with self.db.write() as s:
-                shas = [sha for part in chunks(ids) for sha in s.scalars(
-                    select(GalleryItem.image_sha256).where(GalleryItem.id.in_(part)))]
-                for part in chunks(ids):
-                    s.execute(delete(GalleryItem).where(GalleryItem.id.in_(part)))
-                _drop_unreferenced_images(s, shas)
+            shas = self._delete_rows(ids)
             self._drop_from_index(ids)
-        with self.blobs.deleting():
-            self.blobs.delete_unreferenced(shas, self._image_rows)
+        self._delete_files(shas)
         return len(ids)
 
     def discard(self, item_ids: Sequence[int]) -> None:
@@ -181,8 +226,8 @@ class Gallery:
         rows = self._rows(vectors=False)
         saved = fx.load(self.path)
         if saved is not None:
-            index, meta = saved
-            fresh = GalleryState.from_rows(rows, index, meta, _stamp(self.path))
+            index, meta, tail = saved
+            fresh = GalleryState.from_rows(rows, index, meta, _stamp(self.path), tail)
             if fresh.matches(meta):
                 return fresh
             logger.warning("gallery %r: index file and database disagree (%d vectors, %d rows):"
@@ -237,22 +282,56 @@ class Gallery:
             s.flush()
             return [r.id for r in rows]
 
+    def _delete_rows(self, ids: Sequence[int]) -> list[str]:
+        """Delete rows (and images nothing references any more); their hashes, for files."""
+        with self.db.write() as s:
+            shas = [sha for part in chunks(ids) for sha in s.scalars(
+                select(GalleryItem.image_sha256).where(GalleryItem.id.in_(part)))]
+            for part in chunks(ids):
+                s.execute(delete(GalleryItem).where(GalleryItem.id.in_(part)))
+            _drop_unreferenced_images(s, shas)
+        return shas
+
+    def _delete_files(self, shas: Sequence[str]) -> None:
+        if shas:
+            with self.blobs.deleting():
+                self.blobs.delete_unreferenced(list(shas), self._image_rows)
+
     def _drop_from_index(self, ids: list[int]) -> None:
         state = self._loaded()
         if not fx.can_remove(state.index):
             self._state = self._rebuild()
+            self._save()
         else:
             self._state = state.without(ids)
-        self._save()
+            self._persist(removed=ids)
+
+    def _persist(self, ids: Sequence[int] = (), x: np.ndarray | None = None,
+                 removed: Sequence[int] = ()) -> None:
+        """Save a change: appended to the index's tail while the tail is small, else (and for
+        a new or emptied index) the whole index is written and the tail starts afresh."""
+        state = self._state
+        assert state is not None
+        changes = len(ids) + len(removed)
+        limit = max(TAIL_MIN, state.count // TAIL_FRACTION)
+        if (state.index is None or state.meta is None or not self.path.is_file()
+                or state.count == len(ids) or state.tail.records + changes > limit):
+            self._save()
+            return
+        state.tail = fx.append(state.meta, state.tail, self.path,
+                               np.asarray(ids, dtype=np.int64), x,
+                               np.asarray(removed, dtype=np.int64))
+        state.stamp = _stamp(self.path)
 
     def _save(self, state: GalleryState | None = None) -> None:
         state = state or self._state
         assert state is not None
         if state.index is None or state.meta is None:
-            for path in (self.path, fx.meta_path(self.path)):
+            for path in (self.path, fx.meta_path(self.path), fx.tail_path(self.path)):
                 path.unlink(missing_ok=True)
         else:
             fx.save(state.index, state.meta, self.path)
+        state.tail = fx.Tail()
         state.stamp = _stamp(self.path)
 
     @contextmanager
@@ -271,9 +350,10 @@ class Gallery:
         with self.db.read() as s:
             rows = {r.id: r for r in s.scalars(select(GalleryItem).where(
                 GalleryItem.id.in_([i for i, _ in pairs])))}
-        return [GalleryHit(i, rows[i].image_sha256, score, rows[i].caption, rows[i].label,
-                           rows[i].source, rows[i].visibility)  # type: ignore[arg-type]
-                for i, score in pairs if i in rows]
+        return [GalleryHit(i, r.image_sha256, score, r.caption, r.label, r.source,
+                           r.visibility, r.owner_user_id,  # type: ignore[arg-type]
+                           as_utc(r.added_at))
+                for i, score in pairs if (r := rows.get(i)) is not None]
 
     def _image_rows(self, shas: list[str]) -> set[str]:
         with self.db.read() as s:

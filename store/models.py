@@ -191,6 +191,10 @@ class GalleryItem(Base):
     __tablename__ = "gallery_items"
     __table_args__ = (
         Index("ix_gallery_items_gallery_sha", "gallery", "image_sha256"),
+        # A chat's private gallery holds each image once (migration 0003).
+        Index("uq_gallery_items_private", "gallery", "owner_user_id", "image_sha256",
+              unique=True, sqlite_where=text("owner_user_id IS NOT NULL"),
+              postgresql_where=text("owner_user_id IS NOT NULL")),
         CheckConstraint("visibility IN ('public', 'private')", name="visibility"),
     )
 

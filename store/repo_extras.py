@@ -223,7 +223,8 @@ def _user_data(s: Session, user_id: int) -> dict[str, Any]:
                       "created_at": f.created_at} for f in
                      s.scalars(select(Feedback).where(Feedback.user_id == user_id))],
         "gallery_items": [{"id": g.id, "sha256": g.image_sha256, "caption": g.caption,
-                           "label": g.label, "visibility": g.visibility} for g in
+                           "label": g.label, "visibility": g.visibility,
+                           "added_at": g.added_at} for g in
                           s.scalars(select(GalleryItem)
                                     .where(GalleryItem.owner_user_id == user_id))],
     }

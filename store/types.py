@@ -156,6 +156,18 @@ class GalleryHit:
     label: str | None
     source: str
     visibility: Visibility
+    # The owner of a private image (a chat's user row) and when it joined the gallery.
+    owner_user_id: int | None = None
+    added_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PrivateAdd:
+    """What adding a chat's uploads did: rows added, and the owner's oldest rows evicted."""
+
+    added: list[int]
+    already: int
+    evicted: int
 
 
 @dataclass(frozen=True)
@@ -170,3 +182,5 @@ class GalleryStats:
     index_kind: str
     dim: int | None
     labels: dict[str, int]
+    # How many chats own private images.
+    owners: int = 0

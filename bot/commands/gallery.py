@@ -108,7 +108,8 @@ def run_stats(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"gallery {stats.name}: {stats.count} images ({stats.public} public, {stats.private} "
-          f"private), index {stats.index_kind}, dim {stats.dim}, bridge {stats.bridge_id}")
+          f"private of {stats.owners} chats), index {stats.index_kind}, dim {stats.dim}, "
+          f"bridge {stats.bridge_id}")
     for label, count in sorted(stats.labels.items(), key=lambda kv: -kv[1])[:30]:
         print(f"  {count:6d}  {label}")
     return 0

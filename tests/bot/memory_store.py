@@ -9,15 +9,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tempfile
 import threading
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from bot.replies import Hit
+from bot.storage import SavedSearch, UploadsIndexed
 from engine.types import ImagePart, TextPart, Turn
 
 
@@ -26,19 +29,28 @@ class MemoryState:
     users: dict[tuple[str, str], int] = field(default_factory=dict)
     turns: dict[int, list[Turn]] = field(default_factory=dict)
     shown: dict[int, set[str]] = field(default_factory=dict)
-    searches: dict[int, np.ndarray] = field(default_factory=dict)
+    searches: dict[int, SavedSearch] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
     footprints: dict[str, dict[str, object]] = field(default_factory=dict)
     embeddings: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     gallery: list[tuple[int, str, Path, np.ndarray, str]] = field(default_factory=list)
+    # Each chat's own images: (gallery id, sha256, vector, sent at), oldest first.
+    private: dict[int, list[tuple[int, str, np.ndarray, datetime]]] = field(
+        default_factory=dict)
+    cap_told: set[int] = field(default_factory=set)
+    next_private_id: int = 1_000_000
 
 
 class MemoryStore:
     """ConversationStore over a MemoryState; thread-safe."""
 
-    def __init__(self, state: MemoryState | None = None, context_turns: int = 12) -> None:
+    def __init__(self, state: MemoryState | None = None, context_turns: int = 12,
+                 private_cap: int = 1000) -> None:
         self.state = state or MemoryState()
         self.context_turns = context_turns
+        self.private_cap = private_cap
+        # Private images live as files in the real store; here, beside the process.
+        self._folder = Path(tempfile.mkdtemp(prefix="capret-memory-"))
         self._lock = threading.Lock()
 
     def add_gallery(self, label: str, path: Path, vector: np.ndarray) -> int:
@@ -86,6 +98,7 @@ class MemoryStore:
 
     def forget(self, user_id: int) -> None:
         self.reset(user_id)
+        self.state.private.pop(user_id, None)
         self.state.users = {k: v for k, v in self.state.users.items() if v != user_id}
 
     def put_image(self, user_id: int, sha256: str, data: bytes) -> None:
@@ -112,17 +125,52 @@ class MemoryStore:
         with self._lock:
             self.state.shown.setdefault(user_id, set()).update(sha256s)
 
-    def remember_search(self, user_id: int, query: np.ndarray) -> None:
-        self.state.searches[user_id] = query
+    def remember_search(self, user_id: int, search: SavedSearch) -> None:
+        self.state.searches[user_id] = search
 
-    def last_search(self, user_id: int) -> np.ndarray | None:
+    def last_search(self, user_id: int) -> SavedSearch | None:
         return self.state.searches.get(user_id)
 
-    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str]) -> list[Hit]:
-        scored = [(float(vec @ query), gid, label, path, sha)
-                  for gid, label, path, vec, sha in self.state.gallery if sha not in exclude]
-        scored.sort(key=lambda row: (-row[0], row[1]))
-        return [Hit(gid, label, score, path, sha) for score, gid, label, path, sha in scored[:k]]
+    def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str],
+               only_own: bool = False) -> list[Hit]:
+        own = [Hit(gid, "", float(vec @ query), self._file(sha), sha, sent)
+               for gid, sha, vec, sent in self.state.private.get(user_id, [])]
+        public = [] if only_own else [Hit(gid, label, float(vec @ query), path, sha)
+                                      for gid, label, path, vec, sha in self.state.gallery]
+        best: dict[str, Hit] = {}
+        for hit in sorted(own + public, key=lambda h: (-h.score, h.sent_at is None)):
+            if hit.sha256 not in exclude:
+                best.setdefault(hit.sha256, hit)
+        return list(best.values())[:k]
+
+    def index_uploads(self, user_id: int, sha256s: Sequence[str],
+                      vectors: np.ndarray) -> UploadsIndexed:
+        with self._lock:
+            mine = self.state.private.setdefault(user_id, [])
+            known = {sha for _, sha, _, _ in mine}
+            added = 0
+            for sha, vector in zip(sha256s, vectors, strict=True):
+                if sha not in known:
+                    known.add(sha)
+                    self.state.next_private_id += 1
+                    mine.append((self.state.next_private_id, sha,
+                                 np.asarray(vector, np.float32), datetime.now(UTC)))
+                    added += 1
+            evicted = max(0, len(mine) - self.private_cap)
+            del mine[:evicted]
+            first = bool(evicted) and user_id not in self.state.cap_told
+            if first:
+                self.state.cap_told.add(user_id)
+        return UploadsIndexed(added, evicted, first)
+
+    def private_count(self, user_id: int) -> int:
+        return len(self.state.private.get(user_id, []))
+
+    def _file(self, sha: str) -> Path:
+        path = self._folder / f"{sha}.png"
+        if not path.exists():
+            path.write_bytes(self.state.images[sha])
+        return path
 
     def gallery_size(self) -> int:
         return len(self.state.gallery)

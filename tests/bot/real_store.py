@@ -12,14 +12,14 @@ from tests.bot.conftest import GALLERY, RSICD, TEST_BOT
 from tests.bot.fake_engine import FakeEngine
 
 
-def store_config(folder: Path) -> StoreConfig:
+def store_config(folder: Path, private_cap: int = 1000) -> StoreConfig:
     return StoreConfig(data_dir=str(folder), context_turns=12, context_images=4,
-                       gallery=GalleryConfig(index="flat"))
+                       gallery=GalleryConfig(index="flat", private_cap=private_cap))
 
 
-def open_filled(folder: Path, engine: FakeEngine) -> Store:
+def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000) -> Store:
     """Open the store in ``folder``; index the 12 test gallery images when it is empty."""
-    store = open_store(store_config(folder))
+    store = open_store(store_config(folder, private_cap))
     if len(store.gallery) == 0:
         sources = [SourceImage(RSICD / name, label=label) for name, label in GALLERY]
         assert add_images(store, engine, sources).added == len(GALLERY)

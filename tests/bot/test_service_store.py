@@ -159,14 +159,15 @@ async def test_restart_keeps_conversation_and_search(tmp_path: Path, engine: Fak
 
 
 def test_stored_query_round_trips(real_store: Store, engine: FakeEngine) -> None:
+    from bot.storage import SavedSearch
     from bot.store_adapter import StoreAdapter
 
     adapter = StoreAdapter(real_store, engine.bridge_id)
     user = adapter.user_id("test", "dana", None)
     query = np.linspace(-1, 1, engine.shared_dim).astype(np.float32)
     assert adapter.last_search(user) is None
-    adapter.remember_search(user, query)
+    adapter.remember_search(user, SavedSearch(query, only_own=True))
     saved = adapter.last_search(user)
-    assert saved is not None and np.array_equal(saved, query)
+    assert saved is not None and np.array_equal(saved.query, query) and saved.only_own
     adapter.reset(user)
     assert adapter.last_search(user) is None
