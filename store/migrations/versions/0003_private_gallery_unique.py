@@ -1,7 +1,7 @@
 """each image at most once in a chat's private gallery
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-29 11:40:00
 
 A chat's uploads join its private gallery; sending the same image again must not add a second
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = '0003'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
