@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from engine.prompt import image_turn
 from engine.types import ImagePart, TextPart
 from tests.bot.bot_api_stub import BOT_USER, BotApiStub
-from tests.bot.conftest import BotRunner, jpeg
+from tests.bot.conftest import BotRunner, image_shas, jpeg
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState
 
@@ -91,7 +92,8 @@ async def test_album_with_one_mentioning_caption_is_one_turn(
         await api.push_group_photo(GROUP, ALICE, jpeg(name), media_group_id="a1",
                                    caption=f"{BOT} compare" if index == 1 else "")
     await api.wait_for(lambda: any(t.startswith("I see 2 image") for t in answers(api, GROUP)))
-    assert engine.last_dialogue[-1].parts[-1] == TextPart("compare")
+    turn = engine.last_dialogue[-1]
+    assert len(image_shas(turn)) == 2 and turn == image_turn("compare", *image_shas(turn))
 
 
 async def test_private_chat_keeps_the_users_own_key(
@@ -107,7 +109,7 @@ async def test_edited_plain_message_is_ignored(
 ) -> None:
     edited = api.group_message(GROUP, ALICE, text="typo fixed", edit_date=1)
     await api.push("edited_message", edited)
-    await api.push_group_text(GROUP, ALICE, f"{BOT} hi")
+    await api.push_group_text(GROUP, ALICE, f"{BOT} what is here?")
     await api.wait_for(lambda: engine.generate_calls >= 1 and bool(answers(api, GROUP)))
     assert engine.generate_calls == 1
-    assert engine.last_dialogue[-1].parts == (TextPart("hi"),)
+    assert engine.last_dialogue[-1].parts == (TextPart("what is here?"),)

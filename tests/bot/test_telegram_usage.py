@@ -84,7 +84,7 @@ async def test_stats_for_admins_only(api: BotApiStub, tmp_path: Path) -> None:
     store = open_filled(tmp_path, engine)
     runner = await start(api, store, engine)
     try:
-        await api.push_text(USER, "hello?")
+        await api.push_text(USER, "what is here?")
         await api.wait_for(lambda: bool(done(api, USER)))
         await api.push_text(USER, "/stats")
         await api.push_text(ADMIN, "/stats")
