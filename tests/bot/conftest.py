@@ -4,7 +4,8 @@ stand-in, and a harness running the real python-telegram-bot Application against
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from bot.service import ConversationService
 from bot.telegram_main import build_application
 from bot.usage import UsageGuard
 from engine.types import ImagePart, Turn
+from store import Store
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
@@ -112,6 +114,24 @@ async def bot(api: BotApiStub, service: ConversationService) -> AsyncIterator[Bo
     await runner.start(service)
     yield runner
     await runner.stop()
+
+
+@pytest.fixture
+def real_store(tmp_path: Path, engine: FakeEngine) -> Iterator[Store]:
+    """A fresh real store (SQLite, FAISS, blobs) with the seed gallery indexed."""
+    from tests.bot.real_store import open_filled  # real_store.py imports this module
+
+    store = open_filled(tmp_path, engine)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def svc(real_store: Store, engine: FakeEngine) -> ConversationService:
+    """The conversation service on ``real_store``."""
+    from tests.bot.real_store import real_service
+
+    return real_service(real_store, engine)
 
 
 def with_bot(**changes: Any) -> BotConfig:

@@ -96,13 +96,17 @@ def _config(tmp_path: Path, seed: Path | None) -> str:
     return str(path)
 
 
-def test_gallery_search_on_a_fresh_checkout_seeds_first(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    restore_logging: None,
-) -> None:
+@pytest.fixture
+def gallery_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
+    """`capret gallery` with its log in tmp_path, the default database, a vector engine."""
     monkeypatch.setenv("CAPRET_LOG_FILE", str(tmp_path / "log.txt"))
     monkeypatch.delenv("CAPRET_DATABASE_URL", raising=False)
     monkeypatch.setattr("bot.commands.gallery._engine", lambda config: VectorEngine())
+
+
+def test_gallery_search_on_a_fresh_checkout_seeds_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], gallery_cli: None,
+) -> None:
     config = _config(tmp_path, SEED)
     assert main(["--config", config, "gallery", "search", "an airport", "-k", "3"]) == 0
     first = capsys.readouterr()
@@ -114,12 +118,8 @@ def test_gallery_search_on_a_fresh_checkout_seeds_first(
 
 
 def test_gallery_search_without_images_says_what_to_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    restore_logging: None,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], gallery_cli: None,
 ) -> None:
-    monkeypatch.setenv("CAPRET_LOG_FILE", str(tmp_path / "log.txt"))
-    monkeypatch.delenv("CAPRET_DATABASE_URL", raising=False)
-    monkeypatch.setattr("bot.commands.gallery._engine", lambda config: VectorEngine())
     assert main(["--config", _config(tmp_path, None), "gallery", "search", "x"]) == 1
     assert "capret gallery add FOLDER" in capsys.readouterr().err
 

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +28,6 @@ ALICE, BOB = UserRef("test", "alice"), UserRef("test", "bob")
 GROUP_A, GROUP_B = UserRef("telegram", "-1001"), UserRef("telegram", "-1002:topic7")
 UPLOADS = {ALICE: "00200.jpg", BOB: "00210.jpg", GROUP_A: "00220.jpg", GROUP_B: "00230.jpg"}
 PUBLIC = {hashlib.sha256((RSICD / name).read_bytes()).hexdigest() for name, _ in GALLERY}
-
-
-@pytest.fixture
-def real_store(tmp_path: Path, engine: FakeEngine) -> Iterator[Store]:
-    store = open_filled(tmp_path, engine)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def svc(real_store: Store, engine: FakeEngine) -> ConversationService:
-    return real_service(real_store, engine)
 
 
 async def reachable(svc: ConversationService, user: UserRef) -> set[str]:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +29,6 @@ from tests.bot.real_store import open_filled, real_service
 
 ALICE = UserRef("test", "alice")
 BOB = UserRef("test", "bob")
-
-
-@pytest.fixture
-def real_store(tmp_path: Path, engine: FakeEngine) -> Iterator[Store]:
-    store = open_filled(tmp_path, engine)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def svc(real_store: Store, engine: FakeEngine) -> ConversationService:
-    return real_service(real_store, engine)
 
 
 def uid(store: Store, user: UserRef) -> int:
