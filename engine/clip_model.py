@@ -174,6 +174,7 @@ def embed_pil(
     """(N, D) embeddings of PIL images (converted to RGB, eval preprocess)."""
     device = next(bundle.model.parameters()).device
     pixels = torch.stack([bundle.preprocess(im.convert("RGB")) for im in images]).to(device)
+    pixels = pixels.contiguous(memory_format=torch.channels_last)  # as the tower's weights
     return embed_images(bundle.model, pixels, feature, normalize, grid)  # (N, D)
 
 
