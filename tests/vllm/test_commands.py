@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.commands import serve_llm
 from bot.commands.doctor import check_vllm
 from bot.config import AppConfig, load_config
-from engine.backends.vllm_launch import ServerPair, server_argv, server_env
+from engine.backends.vllm_launch import ServerPair, ServeSettings, server_argv, server_env
 from tests.paths import PROJECT
 from tests.vllm.conftest import free_port, vllm_config
 
@@ -65,3 +66,19 @@ def test_vllm_config_is_the_default_served_by_vllm() -> None:
     default, served = load_config().engine, load_config(VLLM_YAML).engine
     assert served.backend == "vllm"
     assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
+
+
+def test_compose_file_serves_as_serve_llm_does_on_a_gpu() -> None:
+    """deploy/compose.gpu.yaml's two servers take serve-llm's GPU flags, and its bot config is
+    the shipped default served by vLLM (else the exported checkpoint would not fit)."""
+    compose = yaml.safe_load((PROJECT / "deploy" / "compose.gpu.yaml").read_text())
+    settings = ServeSettings(checkpoint=Path("/checkpoint"), python="python3", device="gpu",
+                             host="0.0.0.0")
+    for role in ("generate", "pooling"):
+        service = compose["services"][f"vllm-{role}"]
+        assert service["command"] == server_argv(settings, role)[3:]
+    served = load_config(PROJECT / "configs" / "compose-gpu.yaml").engine
+    assert served.vllm.checkpoint == "/checkpoint"
+    assert dataclasses.replace(served, backend="hf", vllm=load_config().engine.vllm) == (
+        load_config().engine)
+
