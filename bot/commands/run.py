@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         logger.info("TELEGRAM_BOT_TOKEN is set: starting the Telegram bot")
         print("Starting the Telegram bot (Ctrl-C stops it); log lines go to "
               f"{default_log_file()} (or the terminal with --verbose).", flush=True)
-        from bot.telegram_main import run_telegram
+        from bot.telegram.main import run_telegram
 
         return run_telegram(config)
     logger.info("no TELEGRAM_BOT_TOKEN: starting the terminal chat")

@@ -14,7 +14,7 @@ from telegram.ext import Application
 
 from bot.config import BotConfig
 from bot.service import ConversationService
-from bot.telegram_main import build_application
+from bot.telegram.main import build_application
 from bot.usage import UsageGuard
 from engine.types import ImagePart, Turn
 from store import Store

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from bot.service import ConversationService
-from bot.telegram_render import typing
+from bot.telegram.render import typing
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import TEST_BOT, BotRunner, jpeg
 from tests.bot.fake_engine import FakeEngine

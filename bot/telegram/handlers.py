@@ -20,15 +20,15 @@ from bot.errors import UserFacingError
 from bot.ratelimit import RateLimiter, Verdict
 from bot.replies import HELP, HELP_GROUP, START, Reply
 from bot.service import ConversationService
-from bot.telegram_chat import (
+from bot.telegram.chat import (
     conversation_of,
     is_addressed,
     is_group,
     place_of,
     without_mention,
 )
-from bot.telegram_flow import AlbumCollector
-from bot.telegram_render import GrowingReply, send_hits, send_text, typing
+from bot.telegram.flow import AlbumCollector
+from bot.telegram.render import GrowingReply, send_hits, send_text, typing
 from bot.usage import UsageGuard, render_stats
 
 logger = logging.getLogger(__name__)

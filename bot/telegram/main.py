@@ -23,9 +23,9 @@ from telegram.ext import (
 from bot.config import AppConfig, BotConfig, secret
 from bot.service import ConversationService
 from bot.store_adapter import StoreAdapter
-from bot.telegram_flow import AlbumCollector, ChatOrderedProcessor
-from bot.telegram_handlers import Handlers
-from bot.telegram_request import AiohttpRequest
+from bot.telegram.flow import AlbumCollector, ChatOrderedProcessor
+from bot.telegram.handlers import Handlers
+from bot.telegram.request import AiohttpRequest
 from bot.usage import UsageGuard, admin_ids
 
 logger = logging.getLogger(__name__)
