@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.config import AppConfig
 from bot.gallery_builder import add_images, collect, ensure_seed_gallery, search_text
 from store import StaleGalleryError, StoreConfig, open_store
