@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from bot.config import AppConfig, secret
-from bot.ports import EnginePort
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
+from bot.service.engine_port import EnginePort
 from bot.store_adapter import StoreAdapter
 from store import Store, open_store
 

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.config import BotConfig  # noqa: E402
-from bot.service import ConversationService  # noqa: E402
+from bot.service.conversation import ConversationService  # noqa: E402
 from bot.storage import ConversationStore  # noqa: E402
 from bot.telegram.main import build_application  # noqa: E402
 from tests.bot.bot_api_stub import BotApiStub, Call  # noqa: E402

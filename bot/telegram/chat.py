@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from telegram import Chat, Message, MessageEntity, Update
 
-from bot.service import UserRef
+from bot.service.conversation import UserRef
 
 TRANSPORT = "telegram"
 GROUP_TYPES = (Chat.GROUP, Chat.SUPERGROUP)

@@ -19,7 +19,7 @@ from bot.config import BotConfig
 from bot.errors import UserFacingError
 from bot.ratelimit import RateLimiter, Verdict
 from bot.replies import HELP, HELP_GROUP, START, Reply
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.telegram.chat import (
     conversation_of,
     is_addressed,

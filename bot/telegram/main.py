@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot.config import AppConfig, BotConfig, secret
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.store_adapter import StoreAdapter
 from bot.telegram.flow import AlbumCollector, ChatOrderedProcessor
 from bot.telegram.handlers import Handlers

@@ -13,7 +13,7 @@ from PIL import Image
 from telegram.ext import Application
 
 from bot.config import BotConfig
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.telegram.main import build_application
 from bot.usage import UsageGuard
 from engine.types import ImagePart, Turn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.honesty import CAPABILITIES, honest_reply
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from tests.bot.conftest import jpeg
 from tests.bot.fake_engine import FakeEngine
 

@@ -17,7 +17,8 @@ from PIL import Image
 from bot.errors import UserFacingError
 from bot.gallery_builder import rebuild
 from bot.replies import hit_caption
-from bot.service import CAP_NOTICE, ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
+from bot.service.uploads import CAP_NOTICE
 from store import Store
 from tests.bot.conftest import GALLERY, RSICD, jpeg
 from tests.bot.fake_engine import FakeEngine

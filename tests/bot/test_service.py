@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from bot.errors import UserFacingError
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import ImagePart

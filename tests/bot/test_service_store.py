@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from bot.errors import UserFacingError
 from bot.gallery_builder import SourceImage, add_images
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import TextPart

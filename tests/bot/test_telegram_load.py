@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.telegram.render import typing
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import TEST_BOT, BotRunner, jpeg

@@ -8,7 +8,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg, with_bot
 from tests.bot.fake_engine import FakeEngine

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.store_adapter import StoreAdapter
 from bot.usage import UsageGuard, admin_ids
 from store import Store
