@@ -15,7 +15,8 @@ from pathlib import Path
 from bot.config import AppConfig
 from bot.contact_sheet import contact_sheet
 from bot.errors import UserFacingError
-from bot.replies import HELP, Reply
+from bot.help_text import HELP
+from bot.replies import Reply
 from bot.service.conversation import ConversationService, UserRef
 
 PROMPT = "you> "

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-from bot.config import BotConfig, secret
+from bot.bot_config import BotConfig
+from bot.environment import ADMIN_IDS_ENV, secret
 from bot.errors import UserFacingError
 from engine.typed_config import ConfigError
 from store.usage import DayUsage, UsageStats, next_reset
 
-ADMIN_IDS_ENV = "TELEGRAM_ADMIN_IDS"
 Clock = Callable[[], datetime]
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.config import BotConfig  # noqa: E402
+from bot.bot_config import BotConfig  # noqa: E402
 from bot.service.conversation import ConversationService  # noqa: E402
 from bot.storage import ConversationStore  # noqa: E402
 from bot.telegram.main import build_application  # noqa: E402

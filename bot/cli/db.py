@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bot.config import load_config, secret
+from bot.config import load_config
+from bot.environment import DATABASE_URL_ENV, secret
 from store import SchemaTooNewError, database_url
 from store.db import Database
 from store.schema import check_schema, current_revision, head_revision, upgrade
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _database(args: argparse.Namespace) -> Database:
     config = load_config(args.config).store
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-    return Database(database_url(config, secret("CAPRET_DATABASE_URL")), config.busy_timeout_s)
+    return Database(database_url(config, secret(DATABASE_URL_ENV)), config.busy_timeout_s)
 
 
 def run_upgrade(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bot.config import AppConfig, secret
+from bot.config import AppConfig
+from bot.environment import DATABASE_URL_ENV, secret
 from engine import embedded
 from engine.config import EMBEDDED_LM, EMBEDDED_VISION
 from store import SchemaTooNewError, database_url
@@ -69,7 +70,7 @@ def _cached(role: str) -> bool:
 
 def check_database(config: AppConfig) -> tuple[bool, str]:
     """The database is reachable and its schema current."""
-    url = database_url(config.store, secret("CAPRET_DATABASE_URL"))
+    url = database_url(config.store, secret(DATABASE_URL_ENV))
     shown = make_url(url).render_as_string(hide_password=True)
     db = Database(url, config.store.busy_timeout_s)
     try:
@@ -88,7 +89,7 @@ def check_gallery(config: AppConfig) -> tuple[bool, str]:
     """The gallery has images, or a seed folder to index on first start."""
     from store import open_store
 
-    store = open_store(config.store, secret("CAPRET_DATABASE_URL"), sweep=False)
+    store = open_store(config.store, secret(DATABASE_URL_ENV), sweep=False)
     try:
         stats = store.gallery.stats()
     finally:

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from bot.config import load_config, secret
+from bot.config import load_config
+from bot.environment import DATABASE_URL_ENV, secret
 from store import open_store
 
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = open_store(config.store, secret("CAPRET_DATABASE_URL"))
+    store = open_store(config.store, secret(DATABASE_URL_ENV))
     images = args.out.parent / f"{args.out.stem}_images"
     entries = []
     try:

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.config import AppConfig, load_config, secret
+from bot.config import AppConfig, load_config
+from bot.environment import DATABASE_URL_ENV, secret
 from store import StaleGalleryError, Store, open_store
 
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(config: AppConfig) -> Store:
-    return open_store(config.store, secret("CAPRET_DATABASE_URL"))
+    return open_store(config.store, secret(DATABASE_URL_ENV))
 
 
 def _engine(config: AppConfig) -> Any:

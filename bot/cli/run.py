@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bot.config import load_config, secret
+from bot.config import load_config
+from bot.environment import BOT_TOKEN_ENV, secret
 from bot.logs import default_log_file
 
 logger = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if secret("TELEGRAM_BOT_TOKEN"):
+    if secret(BOT_TOKEN_ENV):
         logger.info("TELEGRAM_BOT_TOKEN is set: starting the Telegram bot")
         print("Starting the Telegram bot (Ctrl-C stops it); log lines go to "
               f"{default_log_file()} (or the terminal with --verbose).", flush=True)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
 from bot.honesty import honest_reply
 from bot.replies import Hit, Reply

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
 from bot.images import DecodedImage
 from bot.service.engine_port import EnginePort

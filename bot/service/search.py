@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.replies import Hit
 from bot.service.workers import Workers
 from bot.storage import ConversationStore, SavedSearch

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
 from bot.images import DecodedImage, TileRule, decode_image
 from bot.service.engine_port import EnginePort

@@ -15,10 +15,11 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
+from bot.help_text import HELP, HELP_GROUP, START
 from bot.ratelimit import RateLimiter, Verdict
-from bot.replies import HELP, HELP_GROUP, START, Reply
+from bot.replies import Reply
 from bot.service.conversation import ConversationService
 from bot.telegram.chat import (
     conversation_of,

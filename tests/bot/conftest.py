@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from telegram.ext import Application
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.service.conversation import ConversationService
 from bot.telegram.main import build_application
 from bot.usage import UsageGuard
