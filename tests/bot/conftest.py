@@ -19,8 +19,8 @@ from bot.usage import UsageGuard
 from engine.types import ImagePart, Turn
 from store import Store
 from tests.bot.bot_api_stub import BotApiStub
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
+from tests.fake_engine import FakeEngine
 from tests.paths import RSICD_IMAGES, SHARED_DATA
 
 RSICD = RSICD_IMAGES

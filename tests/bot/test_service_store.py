@@ -24,8 +24,8 @@ from store import Store
 from store.models import Conversation, Embedding, Message, ShownImage, User
 from store.models import Image as ImageRow
 from tests.bot.conftest import RSICD, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
+from tests.fake_engine import FakeEngine
 
 ALICE = UserRef("test", "alice")
 BOB = UserRef("test", "bob")

@@ -11,8 +11,8 @@ from PIL import Image
 from bot.service.conversation import ConversationService
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg, with_bot
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryStore
+from tests.fake_engine import FakeEngine
 
 USER = 61
 
