@@ -22,6 +22,7 @@ class Hit:
     sent_at: datetime | None = None
 
     def read_bytes(self) -> bytes:
+        """The image file's bytes (sent back to the chat)."""
         return self.path.read_bytes()
 
 

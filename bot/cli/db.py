@@ -14,6 +14,7 @@ from store.schema import check_schema, current_revision, head_revision, upgrade
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret db upgrade|status` to ``sub``."""
     parser = sub.add_parser("db", help="database schema: upgrade, status")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("upgrade", help="apply pending schema migrations").set_defaults(
@@ -28,6 +29,7 @@ def _database(args: argparse.Namespace) -> Database:
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
+    """Apply pending migrations and print the schema revision; 1 if the database is newer."""
     db = _database(args)
     try:
         before, after = upgrade(db)
@@ -42,6 +44,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """Print the schema revision and its state; 0 only when it is current."""
     db = _database(args)
     try:
         state = check_schema(db)

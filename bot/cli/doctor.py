@@ -9,11 +9,13 @@ from bot.config import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret doctor` to ``sub``."""
     parser = sub.add_parser("doctor", help="print what is ready and what is missing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print one line per check (ready or MISSING, with the fix); 1 if any is missing."""
     config = load_config(args.config)
     failures = 0
     for name, check in CHECKS:

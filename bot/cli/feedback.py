@@ -12,6 +12,7 @@ from store import open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret feedback export --out FILE` to ``sub``."""
     parser = sub.add_parser("feedback", help="what people rated")
     actions = parser.add_subparsers(dest="action", required=True)
     export = actions.add_parser(
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Write the 👍-rated descriptions as a Karpathy-format dataset, images beside it."""
     config = load_config(args.config)
     store = open_store(config.store, secret(DATABASE_URL_ENV))
     images = args.out.parent / f"{args.out.stem}_images"

@@ -13,6 +13,7 @@ from store import StaleGalleryError, Store, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret gallery add|search|stats|rebuild` to ``sub``."""
     parser = sub.add_parser("gallery", help="the image gallery used for retrieval")
     actions = parser.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add folders, image files or an annotation file")
@@ -40,6 +41,7 @@ def _engine(config: AppConfig) -> Any:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    """Index image files, folders or annotation files into the public gallery."""
     from bot.gallery_builder import add_images, collect
 
     config = load_config(args.config)
@@ -57,6 +59,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """Print the gallery's best matches for a text (indexing the seed gallery first if empty)."""
     from bot.gallery_builder import search_text
 
     config = load_config(args.config)
@@ -103,6 +106,7 @@ def _seeded(store: Store, engine: Any, config: AppConfig) -> bool:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    """Print the gallery's size, index kind, bridge and labels."""
     store = _open(load_config(args.config))
     try:
         stats = store.gallery.stats()
@@ -117,6 +121,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
+    """Re-embed every gallery image, chats' uploads included, with the configured bridge."""
     from bot.gallery_builder import rebuild
 
     config = load_config(args.config)

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `capret` parser: global options, then every module's sub-command."""
     parser = argparse.ArgumentParser(prog="capret", description=__doc__)
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `capret` command; its exit status (2 for a config error, 130 on Ctrl-C)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

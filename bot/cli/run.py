@@ -13,11 +13,13 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret run` to ``sub``."""
     parser = sub.add_parser("run", help="start the bot (TELEGRAM_BOT_TOKEN set) or terminal chat")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the Telegram bot when TELEGRAM_BOT_TOKEN is set, else the terminal chat."""
     config = load_config(args.config)
     if secret(BOT_TOKEN_ENV):
         logger.info("TELEGRAM_BOT_TOKEN is set: starting the Telegram bot")

@@ -72,6 +72,7 @@ def place_of(update: Update) -> Place:
 
 
 def is_group(update: Update) -> bool:
+    """Whether the update comes from a group or supergroup."""
     return update.effective_chat is not None and update.effective_chat.type in GROUP_TYPES
 
 
