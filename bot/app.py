@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from bot.config import AppConfig, secret
-from bot.ports import EnginePort
-from bot.service import ConversationService
+from bot.config import AppConfig
+from bot.environment import DATABASE_URL_ENV, secret
+from bot.service.conversation import ConversationService
+from bot.service.engine_port import EnginePort
 from bot.store_adapter import StoreAdapter
 from store import Store, open_store
 
 logger = logging.getLogger(__name__)
-
-DATABASE_URL_ENV = "CAPRET_DATABASE_URL"
 
 
 def describe(config: AppConfig) -> str:

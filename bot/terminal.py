@@ -15,8 +15,9 @@ from pathlib import Path
 from bot.config import AppConfig
 from bot.contact_sheet import contact_sheet
 from bot.errors import UserFacingError
-from bot.replies import HELP, Reply
-from bot.service import ConversationService, UserRef
+from bot.help_text import HELP
+from bot.replies import Reply
+from bot.service.conversation import ConversationService, UserRef
 
 PROMPT = "you> "
 TERMINAL_HELP = HELP + "\n\nIn the terminal: /image PATH [question] attaches an image; " \

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-from bot.config import BotConfig, secret
+from bot.bot_config import BotConfig
+from bot.environment import ADMIN_IDS_ENV, secret
 from bot.errors import UserFacingError
 from engine.typed_config import ConfigError
 from store.usage import DayUsage, UsageStats, next_reset
 
-ADMIN_IDS_ENV = "TELEGRAM_ADMIN_IDS"
 Clock = Callable[[], datetime]
 
 
@@ -25,9 +25,11 @@ class LedgerPort(Protocol):
 
     def charge(self, account: str, day: date, model_calls: int = 0, upload_bytes: int = 0,
                max_calls: int | None = None, max_bytes: int | None = None) -> DayUsage | None:
+        """Add to the account's day; None (nothing added) when a limit would be passed."""
         ...
 
     def stats(self, today: date) -> UsageStats:
+        """People, turns, images and model-call timings for /stats."""
         ...
 
 
@@ -55,6 +57,7 @@ class UsageGuard:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def is_admin(self, user_id: int) -> bool:
+        """Admins (TELEGRAM_ADMIN_IDS) are counted but never limited."""
         return user_id in self.admins
 
     async def model_call(self, user_id: int) -> None:
@@ -75,6 +78,7 @@ class UsageGuard:
                 f"{self._resets()}")
 
     async def stats(self) -> UsageStats:
+        """The numbers behind /stats, as of today (UTC)."""
         return await asyncio.to_thread(self.ledger.stats, self.clock().date())
 
     async def _charge(self, user_id: int, calls: int = 0, size: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,54 @@ CONFIGS = sorted((DEFAULT_CONFIG.parent).glob("*.yaml"))
 def test_shipped_configs_load(path: Path) -> None:
     config = load_config(path)
     assert isinstance(config, AppConfig)
+
+
+def test_every_shipped_config_is_checked() -> None:
+    assert {p.name for p in CONFIGS} >= {"default.yaml", "paper.yaml", "paper-vllm.yaml",
+                                         "vllm.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_build_their_backend(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The factory's own dispatch takes each config's backend (an unknown one raises), with
+    its start-time checks; the backend's constructor is replaced, so nothing loads or connects."""
+    from engine import factory
+    from engine.backends import vllm_connect
+
+    engine = load_config(path).engine
+    built: list[str] = []
+    monkeypatch.setattr(factory, "HfBackend", lambda *args: built.append("hf") or "hf")
+    monkeypatch.setattr(vllm_connect, "connect_vllm",
+                        lambda *args: built.append("vllm") or "vllm")
+    assert factory.build_backend(engine, lm=None, bridge=None) == engine.backend  # type: ignore[arg-type]
+    assert built == [engine.backend]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_name_models_that_resolve(path: Path) -> None:
+    """The encoder and LM each config names exist, without a download: the embedded ones and
+    the bridge weights they use are in the checkout; hub ones are known names and tags."""
+    import open_clip
+
+    from engine import embedded
+    from engine.config import EMBEDDED_LM, EMBEDDED_VISION
+    from engine.language import DTYPES
+
+    engine = load_config(path).engine
+    vision, language = engine.vision, engine.language
+    assert language.dtype in DTYPES
+    if vision.arch == EMBEDDED_VISION:
+        assert "vision" in embedded.SOURCES
+    else:
+        assert vision.arch in open_clip.list_models(), vision.arch
+        assert vision.weights is None or vision.weights.startswith("hf-hub:") or (
+            vision.weights in open_clip.list_pretrained_tags_by_model(vision.arch))
+    if language.model == EMBEDDED_LM:
+        assert "language" in embedded.SOURCES
+        assert engine.bridge.weights is not None
+        assert (Path(engine.bridge.weights) / "bridge.safetensors").is_file()
+    else:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", language.model), language.model
 
 
 def test_default_is_offline_embedded_cpu() -> None:

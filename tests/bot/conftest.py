@@ -12,15 +12,15 @@ import pytest
 from PIL import Image
 from telegram.ext import Application
 
-from bot.config import BotConfig
-from bot.service import ConversationService
-from bot.telegram_main import build_application
+from bot.bot_config import BotConfig
+from bot.service.conversation import ConversationService
+from bot.telegram.main import build_application
 from bot.usage import UsageGuard
 from engine.types import ImagePart, Turn
 from store import Store
 from tests.bot.bot_api_stub import BotApiStub
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
+from tests.fake_engine import FakeEngine
 from tests.paths import RSICD_IMAGES, SHARED_DATA
 
 RSICD = RSICD_IMAGES

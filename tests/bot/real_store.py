@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.gallery_builder import SourceImage, add_images
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.store_adapter import StoreAdapter
 from store import GalleryConfig, Store, StoreConfig, open_store
 from tests.bot.conftest import GALLERY, RSICD, TEST_BOT
-from tests.bot.fake_engine import FakeEngine
+from tests.fake_engine import FakeEngine
 
 
 def store_config(folder: Path, private_cap: int = 1000) -> StoreConfig:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.contact_sheet import contact_sheet, sheet_label
 from bot.logs import setup_logging
 from bot.replies import Hit
 from tests.bot.conftest import RSICD
-from tests.store.fake_engine import VectorEngine
+from tests.fake_engine import FakeEngine
 
 SEED = Path(__file__).resolve().parents[2] / "gallery" / "default"
 
@@ -101,7 +101,7 @@ def gallery_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging
     """`capret gallery` with its log in tmp_path, the default database, a vector engine."""
     monkeypatch.setenv("CAPRET_LOG_FILE", str(tmp_path / "log.txt"))
     monkeypatch.delenv("CAPRET_DATABASE_URL", raising=False)
-    monkeypatch.setattr("bot.commands.gallery._engine", lambda config: VectorEngine())
+    monkeypatch.setattr("bot.cli.gallery._engine", lambda config: FakeEngine())
 
 
 def test_gallery_search_on_a_fresh_checkout_seeds_first(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.honesty import CAPABILITIES, honest_reply
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from tests.bot.conftest import jpeg
-from tests.bot.fake_engine import FakeEngine
+from tests.fake_engine import FakeEngine
 
 ALICE = UserRef("test", "alice")
 CANNOT_TELL = ["is it going to rain tomorrow?", "What's the weather like there?",

@@ -10,19 +10,19 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from bot.errors import UserFacingError
 from bot.gallery_builder import rebuild
 from bot.replies import hit_caption
-from bot.service import CAP_NOTICE, ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
+from bot.service.uploads import CAP_NOTICE
 from store import Store
 from tests.bot.conftest import GALLERY, RSICD, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
 from tests.bot.test_service_store import png_sha, uid
+from tests.fake_engine import FakeEngine
 
 ALICE, BOB = UserRef("test", "alice"), UserRef("test", "bob")
 GROUP_A, GROUP_B = UserRef("telegram", "-1001"), UserRef("telegram", "-1002:topic7")
@@ -132,21 +132,10 @@ async def test_export_lists_the_chats_gallery_rows(svc: ConversationService) -> 
     assert rows[0]["added_at"]
 
 
-class RetrainedEngine(FakeEngine):
-    """The same encoder with new bridge weights (another projection)."""
-
-    bridge_id = "fake-bridge-2"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._projection = np.random.default_rng(1).standard_normal(
-            (self.image_dim, self.shared_dim)).astype(np.float32)
-
-
 async def test_a_bridge_change_re_embeds_uploads_from_their_files(
         svc: ConversationService, real_store: Store) -> None:
     await svc.ask(ALICE, "", [jpeg("00200.jpg")])
-    newer = RetrainedEngine()
+    newer = FakeEngine(bridge_id="fake-bridge-2")  # the same encoder, new bridge weights
     assert rebuild(real_store, newer) == 13
     assert newer.embed_calls == 0, "encoder embeddings come from the cache"
     after = real_service(real_store, newer)
@@ -159,7 +148,8 @@ async def test_a_bridge_change_re_embeds_uploads_from_their_files(
 
 
 async def test_a_stale_gallery_still_lets_the_reply_through(real_store: Store) -> None:
-    svc = real_service(real_store, RetrainedEngine())  # not rebuilt: vectors of the old bridge
+    # Not rebuilt: the gallery holds vectors of the old bridge.
+    svc = real_service(real_store, FakeEngine(bridge_id="fake-bridge-2"))
     reply = await svc.ask(ALICE, "", [jpeg("00200.jpg")])
     assert reply.text.startswith("I see 1 image")
     assert real_store.gallery.private_count(uid(real_store, ALICE)) == 0

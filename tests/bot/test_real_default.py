@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_service
-from bot.commands.caption import run as caption_command
+from bot.cli.caption import run as caption_command
 from bot.config import load_config
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from tests.bot.conftest import TEST_BOT
 from tests.paths import RSICD_IMAGES, SEED_GALLERY
 

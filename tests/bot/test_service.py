@@ -9,13 +9,13 @@ import zipfile
 import pytest
 
 from bot.errors import UserFacingError
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import ImagePart
 from tests.bot.conftest import TEST_BOT, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
+from tests.fake_engine import FakeEngine
 
 ALICE = UserRef("test", "alice")
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from bot.errors import UserFacingError
 from bot.gallery_builder import SourceImage, add_images
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import TextPart
@@ -24,8 +24,8 @@ from store import Store
 from store.models import Conversation, Embedding, Message, ShownImage, User
 from store.models import Image as ImageRow
 from tests.bot.conftest import RSICD, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
+from tests.fake_engine import FakeEngine
 
 ALICE = UserRef("test", "alice")
 BOB = UserRef("test", "bob")

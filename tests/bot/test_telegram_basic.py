@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.telegram_render import GrowingReply
+from bot.telegram.render import GrowingReply
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg
 

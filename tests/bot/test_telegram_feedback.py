@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service, store_config
+from tests.fake_engine import FakeEngine
 
 USER = 111
 

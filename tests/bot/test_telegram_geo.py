@@ -7,9 +7,9 @@ from pathlib import Path
 from bot.images import decode_image
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
 from tests.bot.test_geo import LIMITS, geotiff
+from tests.fake_engine import FakeEngine
 
 USER = 81
 

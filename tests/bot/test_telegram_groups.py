@@ -6,8 +6,8 @@ from engine.prompt import image_turn
 from engine.types import ImagePart, TextPart
 from tests.bot.bot_api_stub import BOT_USER, BotApiStub
 from tests.bot.conftest import BotRunner, image_shas, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState
+from tests.fake_engine import FakeEngine
 
 GROUP, OTHER_GROUP, FORUM = -1001, -1002, -1003
 ALICE, BOB = 71, 72

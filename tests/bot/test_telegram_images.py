@@ -11,7 +11,7 @@ from PIL import Image
 from engine.prompt import image_turn
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import SAMPLES, BotRunner, image_shas, jpeg
-from tests.bot.fake_engine import FakeEngine
+from tests.fake_engine import FakeEngine
 
 
 def final_reply(api: BotApiStub, chat: int, start: str) -> bool:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.service import ConversationService
-from bot.telegram_render import typing
+from bot.service.conversation import ConversationService
+from bot.telegram.render import typing
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import TEST_BOT, BotRunner, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryState, MemoryStore
+from tests.fake_engine import FakeEngine
 
 
 def done(api: BotApiStub, chat: int, count: int) -> bool:

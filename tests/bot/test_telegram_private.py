@@ -12,9 +12,9 @@ from PIL import Image
 from store import Store
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
 from tests.bot.test_service_store import png_sha
+from tests.fake_engine import FakeEngine
 
 ANN, BEN = 61, 62
 

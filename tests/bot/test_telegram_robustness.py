@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
 import tifffile
 from PIL import Image
 
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
+from bot.telegram.flow import ChatOrderedProcessor
+from engine.types import TextPart
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, jpeg, with_bot
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.memory_store import MemoryStore
+from tests.fake_engine import FakeEngine
 
 USER = 61
 
@@ -66,6 +69,28 @@ async def test_unexpected_error_shows_an_id(
     assert len(store.history(1)) == 2
 
 
+async def drained(api: BotApiStub, runner: BotRunner, chat_id: int) -> None:
+    """Wait until the bot has fetched every pushed update and handled all of the chat's: a
+    count checked after this cannot still grow."""
+    app = runner.app
+    assert app is not None and isinstance(app.update_processor, ChatOrderedProcessor)
+    processor = app.update_processor
+
+    def idle() -> bool:
+        # The stub drops updates only once the bot asks past them (offset): all fetched.
+        return not api.updates and app.update_queue.empty() and not processor.pending(chat_id)
+
+    async def until_idle() -> None:
+        # Polled: getUpdates is not a recorded call, so api.wait_for would not wake for it.
+        async with asyncio.timeout(10):
+            while not idle():
+                await asyncio.sleep(0.02)
+
+    await until_idle()
+    await asyncio.sleep(0.2)  # a fetched update's task may not have started yet
+    await until_idle()
+
+
 async def test_flood_gets_one_polite_reply(
     api: BotApiStub, engine: FakeEngine, store: MemoryStore
 ) -> None:
@@ -76,20 +101,28 @@ async def test_flood_gets_one_polite_reply(
         for index in range(12):
             await api.push_text(USER, f"message {index}")
         await api.wait_for(lambda: len(store.history(1)) == 6)
-        await api.wait_for(lambda: sum("faster than" in t for t in api.texts(USER)) == 1)
+        await drained(api, runner, USER)
+        polite = [t for t in api.texts(USER) if "faster than" in t]
+        assert len(polite) == 1, f"12 messages, 3 allowed: one polite reply, not {polite}"
+        assert len(store.history(1)) == 6, "only the 3 allowed messages were answered"
     finally:
         await runner.stop()
 
 
 async def test_queue_bound_per_chat(api: BotApiStub, store: MemoryStore) -> None:
-    service = ConversationService(FakeEngine(delay_s=0.2), store, with_bot())
+    service = ConversationService(FakeEngine(delay_s=0.5), store, with_bot())
     runner = BotRunner(api)
     await runner.start(service, with_bot(max_queued_per_chat=2))
     try:
         for index in range(6):
             await api.push_text(USER, f"message {index}")
-        await api.wait_for(lambda: any("still working" in t for t in api.texts(USER)))
         await api.wait_for(lambda: len(store.history(1)) >= 4, timeout=15)
+        await drained(api, runner, USER)
+        # One running, one waiting: the other four are dropped while the first is answered.
+        asked = [turn.parts[0] for turn in store.history(1) if turn.role == "user"]
+        assert [p.text for p in asked if isinstance(p, TextPart)] == ["message 0", "message 1"]
+        busy = [t for t in api.texts(USER) if "still working" in t]
+        assert len(busy) == 1, f"one notice per burst, not {busy}"
     finally:
         await runner.stop()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from engine.prompt import image_turn
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import BotRunner, image_shas, jpeg
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service
+from tests.fake_engine import FakeEngine
 
 USER = 77
 

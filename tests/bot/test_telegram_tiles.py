@@ -13,7 +13,7 @@ from PIL import Image
 from bot.images import decode_image
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import GALLERY, RSICD, BotRunner, jpeg
-from tests.bot.fake_engine import FakeEngine
+from tests.fake_engine import FakeEngine
 
 USER = 101
 TILE = 340  # a 3 × 3 mosaic of 340 px tiles: 1,020 px, over 4 × the 224 px model input

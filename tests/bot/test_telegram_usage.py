@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.store_adapter import StoreAdapter
 from bot.usage import UsageGuard, admin_ids
 from store import Store
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import TEST_BOT, BotRunner
-from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled
+from tests.fake_engine import FakeEngine
 
 USER, ADMIN = 91, 92
 NIGHT = datetime(2026, 11, 29, 21, 30, tzinfo=UTC)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.service import ConversationService
+from bot.service.conversation import ConversationService
 from bot.terminal import TerminalChat
 from tests.bot.conftest import RSICD
 

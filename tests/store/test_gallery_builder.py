@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.config import AppConfig
 from bot.gallery_builder import add_images, collect, ensure_seed_gallery, search_text
 from store import StaleGalleryError, StoreConfig, open_store
 from store.schema import head_revision
+from tests.fake_engine import FakeEngine
 from tests.store.conftest import png
-from tests.store.fake_engine import VectorEngine
 
 SEED = Path(__file__).resolve().parents[2] / "gallery" / "default"
 
@@ -38,19 +38,19 @@ def test_shipped_gallery_is_small_and_cited() -> None:
 def test_seed_gallery_indexed_once_then_rebuilt_for_new_bridge(tmp_path: Path) -> None:
     config = _app(tmp_path / "data")
     store = open_store(config.store)
-    engine = VectorEngine("bridge-a")
+    engine = FakeEngine(bridge_id="bridge-a")
     assert ensure_seed_gallery(store, engine, config) == 40
     assert ensure_seed_gallery(store, engine, config) == 0
     assert store.gallery.stats().labels.get("airport", 0) >= 1
     hits = search_text(store, engine, "an airport", 5)
     assert len(hits) == 5 and all(h.caption for h in hits)
 
-    newer = VectorEngine("bridge-b")
+    newer = FakeEngine(bridge_id="bridge-b")
     with pytest.raises(StaleGalleryError):
         search_text(store, newer, "an airport", 5)
-    embedded_before = engine.embedded + newer.embedded
+    embedded_before = engine.embed_calls + newer.embed_calls
     assert ensure_seed_gallery(store, newer, config) == 40
-    assert newer.embedded + engine.embedded == embedded_before  # cached embeddings reused
+    assert newer.embed_calls + engine.embed_calls == embedded_before  # cached embeddings reused
     assert store.gallery.bridge_id == "bridge-b" and len(search_text(store, newer, "x", 3)) == 3
     store.close()
 
@@ -66,7 +66,7 @@ def test_add_is_resumable_and_reads_annotation_files(tmp_path: Path) -> None:
         {"filename": f"{i}.png", "label": "beach", "sentences": [{"raw": f"beach {i} ."}]}
         for i in range(3)]}))
     store = open_store(StoreConfig(data_dir=str(tmp_path / "data")))
-    engine = VectorEngine()
+    engine = FakeEngine()
     first = add_images(store, engine, collect([annotations]))
     assert (first.added, first.skipped) == (3, 0)
     again = add_images(store, engine, collect([folder]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.cli import main
+from bot.cli.main import main
 from tests.paths import DEFAULT_CONFIG, PROJECT, RSICD
 
 pytestmark = [pytest.mark.real_weights,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main as cli_main
+from bot.cli.main import main as cli_main
 from bot.config import load_config
 from engine import create_engine
 from engine.backends.vllm_launch import ServerPair, ServeSettings

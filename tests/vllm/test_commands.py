@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.commands import serve_llm
-from bot.commands.doctor import check_vllm
+from bot.cli import serve_llm
+from bot.cli.doctor_checks import check_vllm
 from bot.config import AppConfig, load_config
 from engine.backends.vllm_launch import ServerPair, ServeSettings, server_argv, server_env
 from tests.paths import PROJECT

@@ -13,7 +13,7 @@ import pytest
 from bot.app import build_service
 from bot.config import AppConfig, load_config
 from bot.errors import UserFacingError
-from bot.service import ConversationService, UserRef
+from bot.service.conversation import ConversationService, UserRef
 from bot.terminal import TerminalChat
 from engine import create_engine
 from engine.backends.vllm_launch import ServerPair

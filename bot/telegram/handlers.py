@@ -15,20 +15,21 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.config import BotConfig
+from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
+from bot.help_text import HELP, HELP_GROUP, START
 from bot.ratelimit import RateLimiter, Verdict
-from bot.replies import HELP, HELP_GROUP, START, Reply
-from bot.service import ConversationService
-from bot.telegram_chat import (
+from bot.replies import Reply
+from bot.service.conversation import ConversationService
+from bot.telegram.chat import (
     conversation_of,
     is_addressed,
     is_group,
     place_of,
     without_mention,
 )
-from bot.telegram_flow import AlbumCollector
-from bot.telegram_render import GrowingReply, send_hits, send_text, typing
+from bot.telegram.flow import AlbumCollector
+from bot.telegram.render import GrowingReply, send_hits, send_text, typing
 from bot.usage import UsageGuard, render_stats
 
 logger = logging.getLogger(__name__)

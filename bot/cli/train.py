@@ -9,6 +9,7 @@ from bot.config import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret train` and its options to ``sub``."""
     parser = sub.add_parser("train", help="train the bridge on caption data")
     parser.add_argument("--out", help="output folder (default: train.out_dir)")
     parser.add_argument("--epochs", type=int, help="override train.epochs")
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train the bridge on the configured caption data and write its weights."""
     from engine.training.pipeline import run_bridge_training
 
     config = load_config(args.config)

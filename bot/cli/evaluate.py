@@ -12,6 +12,7 @@ from engine.config import EngineConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret eval` and its options to ``sub``."""
     parser = sub.add_parser("eval", help="evaluate captions, retrieval and scene answers")
     parser.add_argument("--split", default="val", help="split of the configured sources")
     parser.add_argument("--annotations", help="an annotation file instead of the sources")
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate captions, retrieval and scene answers on a split and print the table."""
     from engine import create_engine
     from engine.training.config import DatasetSource
     from engine.training.data import evaluation_records

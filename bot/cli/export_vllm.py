@@ -10,6 +10,7 @@ from bot.config import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret export-vllm` to ``sub``."""
     parser = sub.add_parser(
         "export-vllm", help="write the base LM with the bridge's [RET] row for `serve-llm`")
     parser.add_argument("--out", help="folder to write (default: engine.vllm.checkpoint)")
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the checkpoint the vLLM servers serve (base LM with the bridge's [RET] row)."""
     from engine import create_engine
     from engine.backends.vllm_export import export_checkpoint
 

@@ -38,15 +38,18 @@ class AiohttpRequest(BaseRequest):
 
     @property
     def read_timeout(self) -> float | None:
+        """Seconds to wait for a reply when a call sets none."""
         return self._read_timeout
 
     async def initialize(self) -> None:
+        """Open the aiohttp session (a pool of ``pool_size`` connections)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": self.USER_AGENT})
 
     async def shutdown(self) -> None:
+        """Close the session."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
@@ -58,6 +61,7 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
+        """One Bot API call over aiohttp: (HTTP status, body); a timeout raises TimedOut."""
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data.multipart_data if request_data else {}

@@ -9,6 +9,7 @@ import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret train-encoder` and its options to ``sub``."""
     parser = sub.add_parser("train-encoder",
                             help="contrastively adapt the embedded image encoder (train.encoder)")
     parser.add_argument("--out", help="output folder (default: train.encoder.out_dir)")
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Contrastively adapt the embedded image encoder (train.encoder) and write its weights."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bot.config import load_config
     from engine.training.train_encoder import train_encoder

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.config import AppConfig, load_config, secret
+from bot.config import AppConfig, load_config
+from bot.environment import DATABASE_URL_ENV, secret
 from store import StaleGalleryError, Store, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret gallery add|search|stats|rebuild` to ``sub``."""
     parser = sub.add_parser("gallery", help="the image gallery used for retrieval")
     actions = parser.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add folders, image files or an annotation file")
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(config: AppConfig) -> Store:
-    return open_store(config.store, secret("CAPRET_DATABASE_URL"))
+    return open_store(config.store, secret(DATABASE_URL_ENV))
 
 
 def _engine(config: AppConfig) -> Any:
@@ -39,6 +41,7 @@ def _engine(config: AppConfig) -> Any:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    """Index image files, folders or annotation files into the public gallery."""
     from bot.gallery_builder import add_images, collect
 
     config = load_config(args.config)
@@ -56,6 +59,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """Print the gallery's best matches for a text (indexing the seed gallery first if empty)."""
     from bot.gallery_builder import search_text
 
     config = load_config(args.config)
@@ -102,6 +106,7 @@ def _seeded(store: Store, engine: Any, config: AppConfig) -> bool:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    """Print the gallery's size, index kind, bridge and labels."""
     store = _open(load_config(args.config))
     try:
         stats = store.gallery.stats()
@@ -116,6 +121,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
+    """Re-embed every gallery image, chats' uploads included, with the configured bridge."""
     from bot.gallery_builder import rebuild
 
     config = load_config(args.config)

@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from bot.config import load_config, secret
+from bot.config import load_config
+from bot.environment import DATABASE_URL_ENV, secret
 from store import open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret feedback export --out FILE` to ``sub``."""
     parser = sub.add_parser("feedback", help="what people rated")
     actions = parser.add_subparsers(dest="action", required=True)
     export = actions.add_parser(
@@ -20,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Write the 👍-rated descriptions as a Karpathy-format dataset, images beside it."""
     config = load_config(args.config)
-    store = open_store(config.store, secret("CAPRET_DATABASE_URL"))
+    store = open_store(config.store, secret(DATABASE_URL_ENV))
     images = args.out.parent / f"{args.out.stem}_images"
     entries = []
     try:

@@ -20,12 +20,14 @@ from telegram.ext import (
     filters,
 )
 
-from bot.config import AppConfig, BotConfig, secret
-from bot.service import ConversationService
+from bot.bot_config import BotConfig
+from bot.config import AppConfig
+from bot.environment import API_URL_ENV, BOT_TOKEN_ENV, WEBHOOK_SECRET_ENV, secret
+from bot.service.conversation import ConversationService
 from bot.store_adapter import StoreAdapter
-from bot.telegram_flow import AlbumCollector, ChatOrderedProcessor
-from bot.telegram_handlers import Handlers
-from bot.telegram_request import AiohttpRequest
+from bot.telegram.flow import AlbumCollector, ChatOrderedProcessor
+from bot.telegram.handlers import Handlers
+from bot.telegram.request import AiohttpRequest
 from bot.usage import UsageGuard, admin_ids
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ DEFAULT_API_ROOT = "https://api.telegram.org"
 
 def api_root() -> str:
     """The Bot API server root, without a trailing slash."""
-    return (secret("TELEGRAM_API_URL") or DEFAULT_API_ROOT).rstrip("/")
+    return (secret(API_URL_ENV) or DEFAULT_API_ROOT).rstrip("/")
 
 
 def build_application(
@@ -88,7 +90,7 @@ def run_telegram(config: AppConfig) -> int:
     """Run the bot until interrupted: polling, or a webhook when ``bot.webhook_url`` is set."""
     from bot.app import build_service
 
-    token = secret("TELEGRAM_BOT_TOKEN")
+    token = secret(BOT_TOKEN_ENV)
     if token is None:
         logger.error("TELEGRAM_BOT_TOKEN is not set")
         return 2
@@ -112,7 +114,7 @@ def _serve(application: Application, bot: BotConfig) -> None:
         application.run_webhook(
             listen=bot.webhook_listen, port=bot.webhook_port, url_path=bot.webhook_path,
             webhook_url=f"{bot.webhook_url.rstrip('/')}/{bot.webhook_path}",
-            secret_token=secret("TELEGRAM_WEBHOOK_SECRET"), allowed_updates=Update.ALL_TYPES)
+            secret_token=secret(WEBHOOK_SECRET_ENV), allowed_updates=Update.ALL_TYPES)
     else:
         logger.info("polling %s", api_root())
         application.run_polling(allowed_updates=Update.ALL_TYPES)

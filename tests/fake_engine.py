@@ -1,4 +1,6 @@
-"""A constant-time fake of EnginePort: deterministic vectors and scripted replies, no model."""
+"""The tests' one fake engine: a constant-time ``EnginePort`` with deterministic vectors and
+scripted replies, no model. Every test (bot, store, CLI) and ``scripts/bench_bot.py`` use it;
+``tests/test_fake_engine.py`` holds it to the port."""
 
 from __future__ import annotations
 
@@ -16,23 +18,31 @@ SEARCH_WORDS = ("show me", "find", "search")
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 (float32)."""
     return (vector / (np.linalg.norm(vector) + 1e-8)).astype(np.float32)
 
 
 def text_vector(text: str, dim: int) -> np.ndarray:
+    """A unit vector fixed by the (lower-cased) text: equal texts search alike."""
     seed = int.from_bytes(hashlib.sha256(text.lower().encode()).digest()[:4], "little")
     return _unit(np.random.default_rng(seed).standard_normal(dim))
 
 
 class FakeEngine:
-    """Replies "I see N image(s)..." and emits [RET] when the last user text asks for images."""
+    """Replies "I see N image(s)..." and emits [RET] when the last user text asks for images.
+
+    Image embeddings come from the pixels (a 2×2 thumbnail, 12 values); the bridge is a
+    projection seeded by ``bridge_id``, so two bridge ids give two incompatible galleries.
+    ``delay_s`` makes each generation take that long; ``fail_next`` raises once.
+    """
 
     encoder_id = "fake-encoder"
-    bridge_id = "fake-bridge"
     shared_dim = 8
     image_dim = 12
 
-    def __init__(self, delay_s: float = 0.0, reply_words: int = 12) -> None:
+    def __init__(self, delay_s: float = 0.0, reply_words: int = 12,
+                 bridge_id: str = "fake-bridge") -> None:
+        self.bridge_id = bridge_id
         self.delay_s = delay_s
         self.reply_words = reply_words
         self.embed_calls = 0
@@ -43,10 +53,12 @@ class FakeEngine:
         self.last_options: GenerationOptions | None = None
         self.forgotten: list[str] = []
         self._lock = threading.Lock()
-        rng = np.random.default_rng(0)
+        seed = int.from_bytes(hashlib.sha256(bridge_id.encode()).digest()[:4], "little")
+        rng = np.random.default_rng(seed)
         self._projection = rng.standard_normal((self.image_dim, self.shared_dim)).astype(np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Each image's 2×2 thumbnail, centred and normalised, (N, 12)."""
         with self._lock:
             self.embed_calls += len(images)
         rows = []
@@ -56,20 +68,24 @@ class FakeEngine:
         return np.stack(rows).astype(np.float32)  # (N, 12)
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Embeddings through the seeded bridge projection, normalised, (N, shared_dim)."""
         return np.stack([_unit(row @ self._projection) for row in image_embeddings])
 
     def forget_session(self, session: str) -> None:
+        """Record which conversation was forgotten."""
         self.forgotten.append(session)
 
     def retrieve(
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
     ) -> np.ndarray:
+        """The query vector of the last user text."""
         return text_vector(_last_user_text(dialogue), self.shared_dim)
 
     def generate(
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
         options: GenerationOptions | None = None,
     ) -> GenerationResult:
+        """The streamed reply's final result."""
         result: GenerationResult | None = None
         for piece in self.stream(dialogue, image_embeddings, options):
             if isinstance(piece, GenerationResult):
@@ -81,6 +97,7 @@ class FakeEngine:
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
         options: GenerationOptions | None = None,
     ) -> Iterator[str | GenerationResult]:
+        """Words, then the result: [RET] (a query) for "show me/find/search", else a caption."""
         with self._lock:
             self.generate_calls += 1
             self.last_dialogue = list(dialogue)
@@ -108,6 +125,7 @@ class FakeEngine:
 
 
 def _last_user_text(dialogue: Sequence[Turn]) -> str:
+    """The text parts of the newest user turn, joined."""
     for turn in reversed(dialogue):
         if turn.role == "user":
             return " ".join(p.text for p in turn.parts if isinstance(p, TextPart))

@@ -91,6 +91,10 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
             return
         await self._run_in_order(chat.id, coroutine, message if album else None)
 
+    def pending(self, chat_id: int) -> int:
+        """How many of the chat's updates are running or waiting their turn (0: idle)."""
+        return self._pending.get(chat_id, 0)
+
     async def _run_in_order(
         self, chat_id: int, coroutine: Awaitable[Any], album_first: Message | None
     ) -> None:

@@ -12,7 +12,8 @@ from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ChatAction
 from telegram.error import BadRequest
 
-from bot.replies import Hit, hit_caption, split_text
+from bot.replies import Hit, hit_caption
+from bot.telegram.split import split_text
 
 logger = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""Sub-commands of `capret`; each module registers one (or a small group)."""

@@ -1,0 +1,235 @@
+"""The conversation service: a user's turn in, a reply out. No transport, no ``telegram``.
+
+It loads the context from the store, embeds each image once (cached by sha256 and encoder),
+calls the engine off the event loop (a bounded number at once), runs gallery searches for
+``[RET]``, ``/search``, ``/more`` and "more like this", and writes both turns back together.
+The parts live beside it in ``bot/service/``: workers, uploads, search, scenes, turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from bot.bot_config import BotConfig
+from bot.errors import UserFacingError
+from bot.honesty import honest_reply
+from bot.replies import Hit, Reply
+from bot.service.engine_port import EnginePort
+from bot.service.scenes import Scenes
+from bot.service.search import NO_OWN_IMAGES, GallerySearch, found_text, scope
+from bot.service.turns import render_turn, reply_turn, session_key
+from bot.service.uploads import Uploads, with_locations
+from bot.service.workers import ObserveFn, ProgressFn, Workers
+from bot.storage import ConversationStore, SavedSearch
+from engine.prompt import image_turn
+from engine.tokens import caption_prompt
+from engine.types import GenerationOptions, ImagePart, TextPart, Turn
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who is talking, as the transport knows them."""
+
+    transport: str
+    external_id: str
+    name: str | None = None
+
+
+class ConversationService:
+    """Transport-free conversations over an engine and a store."""
+
+    def __init__(
+        self, engine: EnginePort, store: ConversationStore, config: BotConfig,
+        description: str = "", observe: ObserveFn | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.config = config
+        self.description = description
+        # Told (kind, seconds) after every model call, e.g. to keep timings for /stats.
+        self.observe = observe
+        self._workers = Workers(config.max_concurrent_model_calls, observe)
+        self._uploads = Uploads(engine, store, config, self._workers)
+        self._search = GallerySearch(store, config, self._workers)
+        self._scenes = Scenes(engine, config, self._workers, self._uploads)
+
+    # ----- conversation
+    async def ask(
+        self, user: UserRef, text: str, uploads: Sequence[bytes] = (),
+        progress: ProgressFn | None = None,
+    ) -> Reply:
+        """A user turn (text and/or images) in, the reply out; the model may search."""
+        text = self._checked_text(text, allow_empty=bool(uploads))
+        images = [await self._uploads.decode(data) for data in uploads]
+        uid = await self._uid(user)
+        if not images and (fixed := honest_reply(text)) is not None:
+            return await self._answer_without_model(uid, text, fixed)
+        # The engine's own layout and texts: a photo without words is the caption request.
+        user_turn = image_turn(text or caption_prompt(len(images)), *(i.sha256 for i in images))
+        for image in images:
+            await self._db(self.store.put_image, uid, image.sha256, image.png)
+        await self._uploads.keep_footprints(images)
+        dialogue = [*await self._db(self.store.context, uid), user_turn]
+        embeddings = await self._uploads.embeddings(dialogue, images)
+        # A turn that brings images is about them: describe or answer, never search instead
+        # (searching by an image is /similar). Text-only turns may retrieve.
+        options = GenerationOptions(allow_retrieval=not images, session=session_key(uid))
+        result = await self._workers.generate(
+            self.engine, dialogue, embeddings, options, progress)
+        hits: tuple[Hit, ...] = ()
+        if result.query is not None:
+            hits = await self._search.hits(uid, SavedSearch(result.query), fresh=True)
+        reply = with_locations(result.text.strip() or found_text(hits), images)
+        reply = await self._scenes.describe(uid, images, reply)
+        turn_id = await self._db(self.store.append_exchange, uid, user_turn,
+                                 reply_turn(reply, hits))
+        notice = await self._uploads.index(uid, images, embeddings)
+        return Reply(f"{reply}\n\n{notice}" if notice else reply, hits, turn_id)
+
+    async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
+        """Small talk and questions an image cannot answer: a fixed true reply, kept in the
+        conversation like any other, with no model call and no search."""
+        user_turn = image_turn(text)
+        turn_id = await self._db(self.store.append_exchange, uid, user_turn,
+                                 reply_turn(reply, ()))
+        return Reply(reply, (), turn_id)
+
+    async def search(self, user: UserRef, text: str) -> Reply:
+        """Forced retrieval for a text request; "mine <text>" looks among the chat's own
+        images only."""
+        only_own, text = scope(text)
+        if only_own and not text.strip():
+            raise UserFacingError("Tell me what to look for among your images, "
+                                  "e.g. /search mine harbour")
+        text = self._checked_text(text, allow_empty=False)
+        uid = await self._uid(user)
+        if only_own and not await self._db(self.store.private_count, uid):
+            raise UserFacingError(NO_OWN_IMAGES)
+        user_turn = Turn("user", (TextPart(text),))
+        dialogue = [*await self._db(self.store.context, uid), user_turn]
+        embeddings = await self._uploads.embeddings(dialogue, [])
+        query = await self._workers.model(self.engine.retrieve, dialogue, embeddings)
+        hits = await self._search.hits(uid, SavedSearch(query, only_own), fresh=True)
+        reply = found_text(hits, only_own)
+        await self._db(self.store.append_exchange, uid, user_turn, reply_turn(reply, hits))
+        return Reply(reply, hits)
+
+    async def more(self, user: UserRef) -> Reply:
+        """The next results of the user's last search, none shown before."""
+        uid = await self._uid(user)
+        saved = await self._db(self.store.last_search, uid)
+        if saved is None:
+            raise UserFacingError("There is no search to continue: try /search airport first.")
+        hits = await self._search.hits(uid, saved, fresh=False)
+        if not hits:
+            return Reply("No more results for that search.")
+        return Reply(found_text(hits, saved.only_own), hits)
+
+    async def similar(self, user: UserRef, upload: bytes | None = None) -> Reply:
+        """Gallery images like ``upload``, or like the conversation's last image."""
+        uid = await self._uid(user)
+        if upload is not None:
+            image = await self._uploads.decode(upload)
+            await self._db(self.store.put_image, uid, image.sha256, image.png)
+            sha, images = image.sha256, [image]
+        else:
+            context = await self._db(self.store.context, uid)
+            shas = [p.sha256 for t in context for p in t.parts if isinstance(p, ImagePart)]
+            if not shas:
+                raise UserFacingError("Send an image first, or reply to one with /similar.")
+            sha, images = shas[-1], []
+        embedding = (await self._uploads.embeddings([Turn("user", (ImagePart(sha),))], images))[sha]
+        scene = self._scenes.get(uid)
+        none = np.empty((0, embedding.shape[-1]), dtype=np.float32)
+        tiles = scene.vectors if scene is not None and scene.sha256 == sha else none
+        # A large scene searches with the whole and with each tile; the best score per image.
+        queries = await self._workers.model(self.engine.image_query,
+                                            np.vstack([embedding[None], tiles]))
+        # The chat's own copy of the example is in its gallery: like itself, but no news.
+        hits = await self._search.hits(uid, SavedSearch(queries[0]), fresh=True,
+                                       extra=queries[1:], skip=(sha,))
+        return Reply(found_text(hits), hits)
+
+    async def tiles(self, user: UserRef) -> bytes:
+        """A contact sheet (PNG) of the conversation's newest large scene, tile by tile."""
+        uid = await self._uid(user)
+        return await self._scenes.sheet(uid)
+
+    # ----- account
+    async def reset(self, user: UserRef) -> str:
+        """Start a new conversation: earlier images and messages leave the context."""
+        uid = await self._uid(user)
+        await self._db(self.store.reset, uid)
+        self.engine.forget_session(session_key(uid))
+        return "New conversation started: earlier images and messages are no longer in context."
+
+    async def rate(self, user: UserRef, turn_id: int, rating: int) -> str:
+        """Keep a 👍 (+1) or 👎 (-1) for one of the conversation's replies (a new tap replaces
+        the old)."""
+        uid = await self._uid(user)
+        try:
+            await self._db(self.store.rate, uid, turn_id, 1 if rating > 0 else -1)
+        except KeyError as exc:
+            raise UserFacingError("That reply is no longer kept (after /forget).") from exc
+        return "Thanks, noted: 👍" if rating > 0 else "Thanks, noted: 👎"
+
+    async def history(self, user: UserRef) -> str:
+        """The conversation so far, one line per turn."""
+        uid = await self._uid(user)
+        turns = await self._db(self.store.history, uid)
+        if not turns:
+            return "This conversation is empty."
+        return "\n".join(render_turn(turn) for turn in turns)
+
+    async def export(self, user: UserRef) -> bytes:
+        """Everything kept about the conversation, as the store exports it (a zip)."""
+        uid = await self._uid(user)
+        return await self._db(self.store.export, uid)
+
+    async def forget(self, user: UserRef) -> str:
+        """Delete everything kept about the conversation, its private images included."""
+        uid = await self._uid(user)
+        await self._db(self.store.forget, uid)
+        self.engine.forget_session(session_key(uid))
+        return "Done: I deleted everything I kept about you."
+
+    async def about(self) -> str:
+        """What answers: the model's description, encoder, bridge and gallery size."""
+        size = await self._db(self.store.gallery_size)
+        lines = [self.description] if self.description else []
+        lines += [f"Image encoder: {self.engine.encoder_id}",
+                  f"Bridge weights: {self.engine.bridge_id}",
+                  f"Retrieval space: {self.engine.shared_dim} dimensions",
+                  f"Gallery: {size:,} images"]
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        """Stop the worker threads and release the store (at shutdown)."""
+        self._workers.close()
+        self.store.close()
+
+    # ----- internals
+    def _checked_text(self, text: str, allow_empty: bool) -> str:
+        """The message stripped, refused when empty (unless images come) or too long."""
+        text = (text or "").strip()
+        if not text and not allow_empty:
+            raise UserFacingError("Your message is empty: ask a question or send an image.")
+        if len(text) > self.config.max_text_chars:
+            raise UserFacingError(
+                f"Your message is too long ({len(text):,} characters; the limit is "
+                f"{self.config.max_text_chars:,}). Please shorten it.")
+        return text
+
+    async def _uid(self, user: UserRef) -> int:
+        """The store's id for the conversation ``user`` names (created on first contact)."""
+        return await self._db(self.store.user_id, user.transport, user.external_id, user.name)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call in the I/O thread pool."""
+        return await self._workers.io(fn, *args)

@@ -1,0 +1,57 @@
+"""What the conversation service needs from the engine: the boundary the bot codes against.
+
+The real engine (``engine.create_engine``) and the tests' fake engine both satisfy it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from engine.types import GenerationOptions, GenerationResult, Turn
+
+
+class EnginePort(Protocol):
+    """The engine as the bot sees it. Vectors are float32 numpy arrays."""
+
+    # Identifies the image encoder: cached image embeddings are keyed by (sha256, encoder_id).
+    encoder_id: str
+    # Identifies the bridge weights: gallery vectors made with other weights are refused.
+    bridge_id: str
+    # Dimension of the shared retrieval space (gallery vectors).
+    shared_dim: int
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encoder embeddings, (N, D_img); cacheable by content hash."""
+        ...
+
+    def generate(
+        self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+        options: GenerationOptions | None = None,
+    ) -> GenerationResult:
+        """Reply to the dialogue; ``image_embeddings`` maps each ImagePart.sha256 to (D_img,)."""
+        ...
+
+    def stream(
+        self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+        options: GenerationOptions | None = None,
+    ) -> Iterator[str | GenerationResult]:
+        """Like ``generate`` but yields text pieces as produced, then the GenerationResult."""
+        ...
+
+    def retrieve(
+        self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """Force [RET] after the dialogue; the normalised query vector, (shared_dim,)."""
+        ...
+
+    def forget_session(self, session: str) -> None:
+        """Drop what the engine keeps of a conversation between turns (its KV cache)."""
+        ...
+
+    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Images' vectors in the shared space, (N, shared_dim), normalised ("more like this")."""
+        ...

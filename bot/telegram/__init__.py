@@ -1,0 +1,1 @@
+"""The Telegram transport: updates in, the conversation service called, replies rendered."""
