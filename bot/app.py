@@ -33,7 +33,8 @@ def build_engine(config: AppConfig) -> EnginePort:
 
 def build_store(config: AppConfig, engine: EnginePort) -> Store:
     """The store (database URL from CAPRET_DATABASE_URL, else SQLite in ``data_dir``), with
-    the seed gallery indexed on first start and re-embedded when the bridge changed."""
+    the seed gallery indexed on first start and re-embedded when the bridge changed.
+    """
     from bot.gallery_builder import ensure_seed_gallery
 
     store = open_store(config.store, secret(DATABASE_URL_ENV))

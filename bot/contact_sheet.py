@@ -39,7 +39,8 @@ def sheet_label(number: int, label: str, score: float | None = None,
                 width: int = LABEL_CHARS) -> str:
     """A thumbnail's label in plain ASCII: the sheet's font has no glyph for dashes, arrows or
     most accents (they drew as boxes), so accents are dropped, dashes become "-" and other signs
-    "?"."""
+    "?".
+    """
     kept = "".join(_ascii(c) for c in unicodedata.normalize("NFKD", label))
     score_text = f" {score:.2f}" if score is not None else ""
     room = width - len(score_text) - len(f"{number}. ")

@@ -170,7 +170,8 @@ def _wrap(lon: float) -> float:
 
 def _acquired(page: tifffile.TiffPage) -> str | None:
     """An acquisition date from GDAL metadata; the TIFF DateTime tag is when the file was
-    made, which for a processed product is not when the scene was seen, so it is not used."""
+    made, which for a processed product is not when the scene was seen, so it is not used.
+    """
     tag = page.tags.get(GDAL_METADATA)
     if tag is None or not isinstance(tag.value, str):
         return None

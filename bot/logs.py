@@ -60,9 +60,11 @@ def setup_logging(verbose: bool, log_file: Path | None = None) -> Path | None:
 
 
 def _quiet_transformers() -> None:
-    """transformers prints through its own stderr handler (load reports with "UNEXPECTED"
-    keys) and tqdm bars. Already imported: route its records to our handlers instead. Not yet
-    imported (importing it costs seconds): its environment settings keep it to errors."""
+    """The transformers library prints through its own stderr handler (load reports with
+    "UNEXPECTED" keys) and tqdm bars. Already imported: route its records to our handlers
+    instead. Not yet imported (importing it costs seconds): its environment settings keep it to
+    errors.
+    """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     hf_logging = sys.modules.get("transformers.utils.logging")
     if hf_logging is None:

@@ -1,5 +1,6 @@
 """Plain reply data, shared by every transport: a reply's text and gallery hits, and how a hit
-is labelled."""
+is labelled.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class Reply:
 
 def hit_caption(hit: Hit, today: date | None = None) -> str:
     """A gallery image's caption: its label or caption (and "yours, sent 3 Nov" for the
-    chat's own images), then the score."""
+    chat's own images), then the score.
+    """
     label = hit.label if len(hit.label) <= 900 else hit.label[:900] + "…"
     if hit.sent_at is not None:
         mine = f"yours, sent {sent_on(hit.sent_at, today)}"

@@ -1,5 +1,6 @@
 """Large scenes by tiles: a grid cut from the full-resolution scene, the tiles that stand out,
-and a contact sheet of the grid with each tile's caption (``/tiles``)."""
+and a contact sheet of the grid with each tile's caption (``/tiles``).
+"""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def cut_tiles(image: Image.Image, grid: int, tile_side: int) -> tuple[Tile, ...]
 
 def notable(tile_vectors: np.ndarray, scene_vector: np.ndarray, count: int) -> list[int]:
     """Indices of the ``count`` tiles least like the whole scene (cosine), most distinct
-    first: what the overview is most likely to have left out."""
+    first: what the overview is most likely to have left out.
+    """
     tiles = tile_vectors / (np.linalg.norm(tile_vectors, axis=1, keepdims=True) + 1e-8)
     scene = scene_vector / (np.linalg.norm(scene_vector) + 1e-8)
     similarity = tiles @ scene  # (N,)

@@ -119,8 +119,10 @@ def embed_images(
         pixels: (B, 3, H, W) from the bundle's ``preprocess``.
         feature: "pooled" = the image trunk's pooled output before the CLIP projection
             ((B, 1280) for the embedded model); "projected" = the CLIP image embedding
-            ((B, embed_dim), 512 for the embedded model).
+            ((B, embed_dim), 512 for the embedded model); "spatial" = the pooled output
+            followed by ``grid`` x ``grid`` cells of the trunk's final map (``spatial_output``).
         normalize: L2-normalise the rows (CLIP's retrieval space); default off, raw vectors.
+        grid: cells per side for "spatial"; unused by the other features.
 
     Returns:
         (B, D) float32 on the model's device.

@@ -42,6 +42,10 @@ from tests.fake_engine import FakeEngine  # noqa: E402
 
 @dataclasses.dataclass(frozen=True)
 class Load:
+    """One load level: users chatting at once, messages each, the fake engine's time per
+    call and each user's pause between messages.
+    """
+
     users: int
     messages: int
     engine_ms: float

@@ -44,7 +44,8 @@ def vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
 
 def new_images(store: Store, n: int, owner: int | None) -> list[str]:
     """Image rows for ``n`` random "images" in one transaction (setup speed: the service adds
-    an upload's image before the reply, which is not what is measured here)."""
+    an upload's image before the reply, which is not what is measured here).
+    """
     shas = [hashlib.sha256(os.urandom(32)).hexdigest() for _ in range(n)]
     rows = [{"sha256": sha, "size_bytes": 256, "format": "PNG", "width": 224, "height": 224,
              "created_at": utcnow()} for sha in shas]
@@ -70,7 +71,8 @@ def fill(store: Store, args: argparse.Namespace, rng: np.random.Generator) -> li
 
 class Clock:
     """Wall and CPU time (this thread's) of each timed call, in ms. On a shared machine the
-    wall time includes waiting for a core; the CPU time does not (nor waiting for the disk)."""
+    wall time includes waiting for a core; the CPU time does not (nor waiting for the disk).
+    """
 
     def __init__(self) -> None:
         self.wall: list[float] = []

@@ -1,6 +1,7 @@
 """The tests' one fake engine: a constant-time ``EnginePort`` with deterministic vectors and
 scripted replies, no model. Every test (bot, store, CLI) and ``scripts/bench_bot.py`` use it;
-``tests/test_fake_engine.py`` holds it to the port."""
+``tests/test_fake_engine.py`` holds it to the port.
+"""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ def test_every_shipped_config_is_checked() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_build_their_backend(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The factory's own dispatch takes each config's backend (an unknown one raises), with
-    its start-time checks; the backend's constructor is replaced, so nothing loads or connects."""
+    its start-time checks; the backend's constructor is replaced, so nothing loads or connects.
+    """
     from engine import factory
     from engine.backends import vllm_connect
 
@@ -43,7 +44,8 @@ def test_shipped_configs_build_their_backend(path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_name_models_that_resolve(path: Path) -> None:
     """The encoder and LM each config names exist, without a download: the embedded ones and
-    the bridge weights they use are in the checkout; hub ones are known names and tags."""
+    the bridge weights they use are in the checkout; hub ones are known names and tags.
+    """
     import open_clip
 
     from engine import embedded

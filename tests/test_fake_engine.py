@@ -1,5 +1,6 @@
 """The tests' fake engine keeps to the engine port: every member the service uses, with the
-port's parameters, so a change to ``EnginePort`` fails here rather than in a fake that drifted."""
+port's parameters, so a change to ``EnginePort`` fails here rather than in a fake that drifted.
+"""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 def _seeded(store: Store, engine: Any, config: AppConfig) -> bool:
     """Index the shipped seed gallery first, as `capret run` does; False (and what to run)
-    when the gallery is still empty."""
+    when the gallery is still empty.
+    """
     from bot.gallery_builder import ensure_seed_gallery
 
     if len(store.gallery) == 0 and config.store.gallery.seed_folder:

@@ -94,7 +94,8 @@ class ConversationService:
 
     async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
         """Small talk and questions an image cannot answer: a fixed true reply, kept in the
-        conversation like any other, with no model call and no search."""
+        conversation like any other, with no model call and no search.
+        """
         user_turn = image_turn(text)
         turn_id = await self._db(self.store.append_exchange, uid, user_turn,
                                  reply_turn(reply, ()))
@@ -102,7 +103,8 @@ class ConversationService:
 
     async def search(self, user: UserRef, text: str) -> Reply:
         """Forced retrieval for a text request; "mine <text>" looks among the chat's own
-        images only."""
+        images only.
+        """
         only_own, text = scope(text)
         if only_own and not text.strip():
             raise UserFacingError("Tell me what to look for among your images, "
@@ -171,7 +173,8 @@ class ConversationService:
 
     async def rate(self, user: UserRef, turn_id: int, rating: int) -> str:
         """Keep a 👍 (+1) or 👎 (-1) for one of the conversation's replies (a new tap replaces
-        the old)."""
+        the old).
+        """
         uid = await self._uid(user)
         try:
             await self._db(self.store.rate, uid, turn_id, 1 if rating > 0 else -1)

@@ -1,6 +1,7 @@
 """Large scenes in a conversation: their tiles embedded in one batch and captioned, the tiles
 least like the whole named in the reply, and the newest scene per conversation kept in memory
-for ``/tiles`` and ``/similar`` (a restart forgets them; tiles are not stored)."""
+for ``/tiles`` and ``/similar`` (a restart forgets them; tiles are not stored).
+"""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class Scenes:
 
     async def describe(self, uid: int, images: Sequence[DecodedImage], reply: str) -> str:
         """For a large scene: caption its tiles (embedded in one batch) and name the ones
-        least like the whole; kept for /tiles and /similar."""
+        least like the whole; kept for /tiles and /similar.
+        """
         image = next((i for i in images if i.tiles), None)
         if image is None:
             return reply
@@ -68,7 +70,8 @@ class Scenes:
 
     def _keep(self, uid: int, scene: TiledScene) -> None:
         """Keep ``scene`` as the conversation's newest, forgetting the oldest beyond
-        ``SCENES_KEPT``."""
+        ``SCENES_KEPT``.
+        """
         self._scenes[uid] = scene
         self._scenes.move_to_end(uid)
         while len(self._scenes) > SCENES_KEPT:

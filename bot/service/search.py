@@ -1,5 +1,6 @@
 """Gallery searches for a conversation: a query vector (from ``[RET]``, ``/search`` or an
-example image) to gallery hits, none shown before in the conversation, remembered for ``/more``."""
+example image) to gallery hits, none shown before in the conversation, remembered for ``/more``.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """How the service keeps and shows turns: the stored assistant turn (naming the images shown),
-a history line, and the engine's session key for a conversation."""
+a history line, and the engine's session key for a conversation.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """A chat's images: decoded within the limits, embedded once (the embedding cache, by sha256
-and encoder), their GeoTIFF footprints kept, and indexed into the chat's private gallery."""
+and encoder), their GeoTIFF footprints kept, and indexed into the chat's private gallery.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ class Uploads:
     async def index(self, uid: int, images: Sequence[DecodedImage],
                     embeddings: dict[str, np.ndarray]) -> str:
         """The chat's images join its private gallery, their vectors made from the encoder
-        embeddings already computed for the reply; returns what to tell the chat, or ""."""
+        embeddings already computed for the reply; returns what to tell the chat, or "".
+        """
         shas = list(dict.fromkeys(image.sha256 for image in images))
         if not shas:
             return ""
@@ -98,7 +100,8 @@ class Uploads:
 
 def with_locations(text: str, images: Sequence[DecodedImage]) -> str:
     """The reply plus what each georeferenced file says about where it is; nothing for plain
-    photos (a location is never guessed from pixels)."""
+    photos (a location is never guessed from pixels).
+    """
     notes = [(index, image.geo.describe()) for index, image in enumerate(images, 1)
              if image.geo is not None]
     if not notes:

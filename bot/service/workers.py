@@ -1,5 +1,6 @@
 """Model and store calls off the event loop: own thread pools, a bound on concurrent model
-calls, streamed generation handed back to the loop, and timings for ``/stats``."""
+calls, streamed generation handed back to the loop, and timings for ``/stats``.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class _Failure:
 
 class Workers:
     """Runs model calls (at most ``max_model_calls`` at once) and store or decoding calls in
-    their own thread pools, so model calls never starve store calls (nor the loop's pool)."""
+    their own thread pools, so model calls never starve store calls (nor the loop's pool).
+    """
 
     def __init__(self, max_model_calls: int, observe: ObserveFn | None = None) -> None:
         # Told (kind, seconds) after every model call, e.g. to keep timings for /stats.

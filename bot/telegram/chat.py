@@ -44,7 +44,8 @@ def conversation_key(chat_id: int, chat_type: str, user_id: int,
 
 def topic_of(message: Message | None) -> int | None:
     """The forum topic a message is in; None outside forum topics (replies in ordinary
-    groups also carry a thread id, which is not a topic)."""
+    groups also carry a thread id, which is not a topic).
+    """
     if message is None or not message.is_topic_message:
         return None
     return message.message_thread_id
@@ -79,7 +80,8 @@ def is_group(update: Update) -> bool:
 def is_addressed(message: Message, username: str, bot_id: int) -> bool:
     """In a group, a message is for the bot when it mentions ``@username``, replies to one of
     the bot's messages, or is a command (commands for other bots never reach our handlers:
-    python-telegram-bot drops ``/cmd@otherbot``)."""
+    python-telegram-bot drops ``/cmd@otherbot``).
+    """
     if message.chat.type not in GROUP_TYPES:
         return True
     replied = message.reply_to_message

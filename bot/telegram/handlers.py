@@ -280,7 +280,8 @@ class Handlers:
 
     def _addressed(self, update: Update, context: Context) -> bool:
         """In groups only messages meant for the bot count; a whole album counts when any
-        of its parts mentions the bot (usually the caption of one part)."""
+        of its parts mentions the bot (usually the caption of one part).
+        """
         message = update.effective_message  # edited messages too, not only new ones
         if update.callback_query is not None or message is None or not is_group(update):
             return True

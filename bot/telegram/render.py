@@ -28,7 +28,8 @@ async def typing(
     thread_id: int | None = None,
 ) -> AsyncIterator[None]:
     """Show "typing…" in the chat, refreshed every ``every_s`` seconds, while the body runs;
-    only from ``after_s`` seconds on (a quicker reply needs no indicator, nor its request)."""
+    only from ``after_s`` seconds on (a quicker reply needs no indicator, nor its request).
+    """
 
     async def keep_typing() -> None:
         await asyncio.sleep(after_s)
@@ -50,7 +51,8 @@ async def typing(
 
 class GrowingReply:
     """A reply shown as it grows: one message edited at most every ``interval_s`` seconds,
-    continued in a new message past Telegram's 4,096 characters."""
+    continued in a new message past Telegram's 4,096 characters.
+    """
 
     def __init__(self, bot: Bot, chat_id: int, interval_s: float, reply_to: int | None = None,
                  thread_id: int | None = None):

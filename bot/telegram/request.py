@@ -81,8 +81,9 @@ class AiohttpRequest(BaseRequest):
         self, read: ODVInput[float], write: ODVInput[float], connect: ODVInput[float],
         pool: ODVInput[float], has_files: bool,
     ) -> aiohttp.ClientTimeout:
-        """aiohttp has no write or pool timeout: the write one bounds the whole request
-        (with the read one), the pool one is added to the connect one."""
+        """The aiohttp client has no write or pool timeout: the write one bounds the whole request
+        (with the read one), the pool one is added to the connect one.
+        """
         read_s = self._read_timeout if isinstance(read, DefaultValue) else read
         default_write = self._media_write_timeout if has_files else self._write_timeout
         write_s = default_write if isinstance(write, DefaultValue) else write

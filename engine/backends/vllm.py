@@ -57,7 +57,8 @@ class VllmBackend:
     def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
                      ) -> list[list[int]]:
         """Greedy ids for several prompts, as concurrent requests (the server batches them
-        continuously); without [RET], as the hf backend's."""
+        continuously); without [RET], as the hf backend's.
+        """
         def one(embeds: torch.Tensor) -> list[int]:
             return [e for e in self.decode(embeds, settings) if isinstance(e, int)]
 
@@ -74,7 +75,8 @@ class VllmBackend:
 
     def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
         """``last_hidden`` of each sequence, sent as concurrent requests (the server batches
-        them continuously): (N, D)."""
+        them continuously): (N, D).
+        """
         with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-pool") as pool:
             return torch.stack(list(pool.map(self.last_hidden, sequences)))
 

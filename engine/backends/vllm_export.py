@@ -84,7 +84,8 @@ def read_manifest(folder: str | Path) -> ExportManifest:
 
 def _weights_with_ret(lm: LanguageModel, bridge: Bridge, vocab: int) -> dict[str, torch.Tensor]:
     """The LM's tensors (CPU, contiguous) with [RET]'s rows written in (tables grown to
-    ``vocab`` rows); a tied head is left out, as transformers saves it."""
+    ``vocab`` rows); a tied head is left out, as transformers saves it.
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in lm.model.state_dict().items()}
     state[EMBED_KEY] = _with_row(state[EMBED_KEY], lm.ret_id, vocab, bridge.ret_embedding)
     if lm.tied:
@@ -104,7 +105,8 @@ def _with_row(table: torch.Tensor, index: int, rows: int, row: torch.Tensor) -> 
 
 def _config_for(lm: LanguageModel, vocab: int) -> PretrainedConfig:
     """The LM's config for the grown tables; without the GGUF note of the embedded LM (its
-    weights here are plain de-quantised tensors, and vLLM would try to read a GGUF file)."""
+    weights here are plain de-quantised tensors, and vLLM would try to read a GGUF file).
+    """
     config: PretrainedConfig = copy.deepcopy(lm.model.config)
     config.vocab_size = vocab
     if hasattr(config, "quantization_config"):

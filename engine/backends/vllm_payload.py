@@ -24,7 +24,8 @@ MAX_LOGIT_BIAS = 100.0
 
 def encode_embeds(embeds: torch.Tensor) -> str:
     """(T, D) embeddings -> base64 of ``torch.save`` (a fresh CPU copy: ``torch.save`` writes a
-    view's whole storage, which may be far larger than the view)."""
+    view's whole storage, which may be far larger than the view).
+    """
     buffer = io.BytesIO()
     torch.save(embeds.detach().to("cpu").clone().contiguous(), buffer)
     return base64.b64encode(buffer.getvalue()).decode()

@@ -1,5 +1,6 @@
 """Bot test fixtures: a fake engine, an in-memory store with a small real gallery, the Bot API
-stand-in, and a harness running the real python-telegram-bot Application against it."""
+stand-in, and a harness running the real python-telegram-bot Application against it.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Every image a chat sends joins its private gallery: the conversation service on a real store
 (fresh SQLite, files, FAISS) with the fake engine. Two users and two groups (groups are
-conversation owners of their own, as the Telegram transport keys them), each uploading."""
+conversation owners of their own, as the Telegram transport keys them), each uploading.
+"""
 
 from __future__ import annotations
 

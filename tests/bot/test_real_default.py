@@ -2,7 +2,8 @@
 and trained bridge, a fresh SQLite store, the seed gallery indexed on first start.
 
 An image goes in and a description comes out; a text request and "more like this" bring back
-gallery images; a follow-up question sees the image from the earlier turn."""
+gallery images; a follow-up question sees the image from the earlier turn.
+"""
 
 from __future__ import annotations
 

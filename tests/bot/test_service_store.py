@@ -1,5 +1,6 @@
 """The conversation service on a real, fresh SQLite store (files and FAISS gallery) with the
-fake engine: what it writes, what it reads back, and what survives a restart."""
+fake engine: what it writes, what it reads back, and what survives a restart.
+"""
 
 from __future__ import annotations
 

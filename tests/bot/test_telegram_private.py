@@ -1,6 +1,7 @@
 """Private galleries over Telegram: the real python-telegram-bot against the Bot API stand-in,
 on a real store. Two chats upload (an album, an image file); each one's searches bring its own
-and public images, never the other's files, before and after a restart and a /forget."""
+and public images, never the other's files, before and after a restart and a /forget.
+"""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ async def test_unexpected_error_shows_an_id(
 
 async def drained(api: BotApiStub, runner: BotRunner, chat_id: int) -> None:
     """Wait until the bot has fetched every pushed update and handled all of the chat's: a
-    count checked after this cannot still grow."""
+    count checked after this cannot still grow.
+    """
     app = runner.app
     assert app is not None and isinstance(app.update_processor, ChatOrderedProcessor)
     processor = app.update_processor

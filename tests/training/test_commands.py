@@ -1,6 +1,7 @@
 """Tiny runs of `capret train` and `capret eval` on the real embedded default and real RSICD
 images: the loss falls, the bridge and its history are written, the evaluation JSON holds
-every metric, caption and rank."""
+every metric, caption and rank.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The vllm backend's behaviour on real servers: streaming, [RET] as a stop and forbidden,
-sampling with a seed, concurrent conversations, and the start-up checks' errors."""
+sampling with a seed, concurrent conversations, and the start-up checks' errors.
+"""
 
 from __future__ import annotations
 

@@ -70,7 +70,8 @@ def test_vllm_config_is_the_default_served_by_vllm() -> None:
 
 def test_compose_file_serves_as_serve_llm_does_on_a_gpu() -> None:
     """deploy/compose.gpu.yaml's two servers take serve-llm's GPU flags, and its bot config is
-    the shipped default served by vLLM (else the exported checkpoint would not fit)."""
+    the shipped default served by vLLM (else the exported checkpoint would not fit).
+    """
     compose = yaml.safe_load((PROJECT / "deploy" / "compose.gpu.yaml").read_text())
     settings = ServeSettings(checkpoint=Path("/checkpoint"), python="python3", device="gpu",
                              host="0.0.0.0")

@@ -1,5 +1,6 @@
 """The same conversations through the hf and vllm backends: identical greedy text and [RET]
-queries within 1e-3, on the shipped default (real weights, trained bridge, real RSICD images)."""
+queries within 1e-3, on the shipped default (real weights, trained bridge, real RSICD images).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The exported checkpoint: the base LM's tensors bit for bit, [RET]'s row from the bridge, a
-config vLLM can read (no GGUF note), the tokenizer with [RET], the template and the manifest."""
+config vLLM can read (no GGUF note), the tokenizer with [RET], the template and the manifest.
+"""
 
 from __future__ import annotations
 

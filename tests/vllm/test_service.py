@@ -1,5 +1,6 @@
 """The app on `configs/vllm.yaml` against the real servers: the terminal chat end to end (a real
-store, the seed gallery), and a generate server killed in the middle of a streamed reply."""
+store, the seed gallery), and a generate server killed in the middle of a streamed reply.
+"""
 
 from __future__ import annotations
 
