@@ -64,16 +64,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (Union, types.UnionType):
         return _convert_union(tp, value, path)
     if origin is Literal:
-        if value not in get_args(tp):
-            allowed = ", ".join(repr(a) for a in get_args(tp))
-            raise ConfigError(f"{path}: {value!r} is not one of {allowed}")
-        return value
+        return _convert_literal(tp, value, path)
     if origin is tuple:
         return _convert_tuple(tp, value, path)
     if origin in (dict, Mapping, typing.Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
+        return _convert_mapping(value, path)
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, path)  # type: ignore[arg-type]
     return _convert_scalar(tp, value, path)
@@ -92,6 +87,19 @@ def _convert_union(tp: Any, value: Any, path: str) -> Any:
         except ConfigError as exc:
             errors.append(str(exc))
     raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} fits none of {tp}")
+
+
+def _convert_literal(tp: Any, value: Any, path: str) -> Any:
+    if value not in get_args(tp):
+        allowed = ", ".join(repr(a) for a in get_args(tp))
+        raise ConfigError(f"{path}: {value!r} is not one of {allowed}")
+    return value
+
+
+def _convert_mapping(value: Any, path: str) -> dict[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
 
 
 def _convert_tuple(tp: Any, value: Any, path: str) -> tuple[Any, ...]:

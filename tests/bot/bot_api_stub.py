@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 BOT_USER = {"id": 999, "is_bot": True, "first_name": "CapRet", "username": "capret_test_bot"}
 TELEGRAM_FILE_LIMIT = 20 * 1024 * 1024
@@ -54,6 +54,25 @@ def _decode(value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+async def _read_body(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A Bot API request's parameters and uploaded files (multipart or form-encoded)."""
+    params: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    if request.content_type.startswith("multipart/"):
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                raise TypeError(f"nested multipart is not a Bot API request: {part!r}")
+            raw = await part.read()
+            if part.filename:
+                files[str(part.name)] = bytes(raw)
+            else:
+                params[str(part.name)] = _decode(raw.decode())
+    elif request.can_read_body:
+        form = await request.post()
+        params = {k: _decode(str(v)) for k, v in form.items()}
+    return params, files
 
 
 class BotApiStub:
@@ -218,18 +237,7 @@ class BotApiStub:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401,
                                       "description": "Unauthorized"}, status=401)
-        params: dict[str, Any] = {}
-        files: dict[str, bytes] = {}
-        if request.content_type.startswith("multipart/"):
-            async for part in await request.multipart():
-                raw = await part.read()  # type: ignore[union-attr]
-                if part.filename:  # type: ignore[union-attr]
-                    files[str(part.name)] = bytes(raw)
-                else:
-                    params[str(part.name)] = _decode(raw.decode())
-        elif request.can_read_body:
-            form = await request.post()
-            params = {k: _decode(str(v)) for k, v in form.items()}
+        params, files = await _read_body(request)
         call = Call(request.match_info["method"], params, files)
         handler = getattr(self, f"api_{call.method}", None)
         if call.method != "getUpdates":
