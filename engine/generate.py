@@ -114,7 +114,9 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
             if token in s.eos_ids or token == s.ret_id:
                 done.append((score / len(seq) ** s.length_penalty, seq))
             elif len(rows) < n:
-                rows.append(row); tokens.append(token); keep.append(score)  # noqa: E702
+                rows.append(row)
+                tokens.append(token)
+                keep.append(score)
         if len(done) >= n or not rows:
             break
         beams = [beams[r] + [t] for r, t in zip(rows, tokens, strict=True)]

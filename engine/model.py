@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT
 from engine.types import GenerationOptions, GenerationResult, Turn
+
+T = TypeVar("T")
 
 
 class ImageEncoder(Protocol):
@@ -164,13 +166,12 @@ class RSCapRet:
 
     def _settings(self, options: GenerationOptions) -> DecodeSettings:
         g = self.config.generation
-        pick = lambda value, default: default if value is None else value  # noqa: E731
         return DecodeSettings(
-            strategy=pick(options.strategy, g.strategy),
-            max_new_tokens=pick(options.max_new_tokens, g.max_new_tokens),
-            temperature=pick(options.temperature, g.temperature),
-            top_p=pick(options.top_p, g.top_p),
-            num_beams=pick(options.num_beams, g.num_beams),
+            strategy=_pick(options.strategy, g.strategy),
+            max_new_tokens=_pick(options.max_new_tokens, g.max_new_tokens),
+            temperature=_pick(options.temperature, g.temperature),
+            top_p=_pick(options.top_p, g.top_p),
+            num_beams=_pick(options.num_beams, g.num_beams),
             repetition_penalty=g.repetition_penalty,
             ret_logit_bias=g.ret_logit_bias,
             allow_ret=options.allow_retrieval,
@@ -180,3 +181,8 @@ class RSCapRet:
             length_penalty=g.length_penalty,
             session=options.session,
         )
+
+
+def _pick(value: T | None, default: T) -> T:
+    """A request's override, or the configured value when the request leaves it None."""
+    return default if value is None else value

@@ -32,19 +32,19 @@ import torch
 import yaml
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.config import load_config
+from engine import create_engine
+from engine.backends.hf import HfBackend
+from engine.generate import DecodeSettings
+from engine.model import RSCapRet
+from engine.prompt import image_turn
+from engine.tokens import CAPTION_PROMPT
+from engine.types import GenerationOptions, ImagePart, TextPart, Turn
+from tests.paths import RSICD_IMAGES
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bot.config import load_config  # noqa: E402
-from engine import create_engine  # noqa: E402
-from engine.backends.hf import HfBackend  # noqa: E402
-from engine.generate import DecodeSettings  # noqa: E402
-from engine.model import RSCapRet  # noqa: E402
-from engine.prompt import image_turn  # noqa: E402
-from engine.tokens import CAPTION_PROMPT  # noqa: E402
-from engine.types import GenerationOptions, ImagePart, TextPart, Turn  # noqa: E402
-from tests.paths import RSICD_IMAGES  # noqa: E402
-
 OUT = ROOT / "bench" / "results.json"
 # key: (target, "max" = at most / "min" = at least, what it measures)
 TARGETS: dict[str, tuple[float, str, str]] = {

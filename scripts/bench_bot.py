@@ -31,13 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.bot_config import BotConfig  # noqa: E402
-from bot.service.conversation import ConversationService  # noqa: E402
-from bot.storage import ConversationStore  # noqa: E402
-from bot.telegram.main import build_application  # noqa: E402
-from tests.bot.bot_api_stub import BotApiStub, Call  # noqa: E402
-from tests.bot.memory_store import MemoryStore  # noqa: E402
-from tests.fake_engine import FakeEngine  # noqa: E402
+from bot.bot_config import BotConfig
+from bot.service.conversation import ConversationService
+from bot.storage import ConversationStore
+from bot.telegram.main import build_application
+from tests.bot.bot_api_stub import BotApiStub, Call
+from tests.bot.memory_store import MemoryStore
+from tests.fake_engine import FakeEngine
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,7 +92,7 @@ class HttpClient:
         wait = self.settings.backoff_s
         for attempt in range(self.settings.retries + 1):
             try:
-                return urllib.request.urlopen(request, timeout=self.settings.timeout_s)  # noqa: S310
+                return urllib.request.urlopen(request, timeout=self.settings.timeout_s)
             except urllib.error.HTTPError as exc:
                 raise _refused(self.base_url + path, exc) from exc
             except (OSError, HTTPException) as exc:

@@ -76,7 +76,7 @@ def servers(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         started = time.monotonic()
         pair.wait_ready(READY_TIMEOUT_S)
-        print(f"\nvLLM servers ready in {time.monotonic() - started:.0f} s")  # noqa: T201
+        print(f"\nvLLM servers ready in {time.monotonic() - started:.0f} s")
         yield pair
     finally:
         pair.stop()
