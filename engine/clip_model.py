@@ -138,7 +138,7 @@ def image_features(
 ) -> torch.Tensor:
     """Like ``embed_images`` but keeps autograd (for training); (B, 3, H, W) -> (B, D)."""
     if feature == "projected":
-        return model.encode_image(pixels)  # type: ignore[no-any-return,operator]
+        return model.encode_image(pixels)
     if feature == "pooled":
         return pooled_output(model.visual, pixels)
     if feature == "spatial":
@@ -183,12 +183,12 @@ def embed_pil(
 def pooled_output(visual: Any, pixels: torch.Tensor) -> torch.Tensor:
     """The tower's pooled output before its projection: (B, 3, H, W) -> (B, D_pooled)."""
     if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel
-        return visual.trunk(pixels)  # type: ignore[no-any-return,operator]
+        return visual.trunk(pixels)
     proj = getattr(visual, "proj", None)
     if isinstance(proj, torch.Tensor):  # open_clip VisionTransformer / ModifiedResNet attn pool
         visual.proj = None
         try:
-            return visual(pixels)  # type: ignore[no-any-return]
+            return visual(pixels)
         finally:
             visual.proj = proj
     raise ValueError(f"no pooled output known for {type(visual).__name__}")
@@ -234,7 +234,7 @@ def load_visual_weights(model: Any, path: Path) -> None:
 
 def eval_transform(mean: Sequence[float], std: Sequence[float]) -> Transform:
     """Resize the short side, centre-crop, normalise: PIL -> (3, 224, 224)."""
-    return T.Compose([  # type: ignore[no-any-return]
+    return T.Compose([
         T.Resize(IMAGE_SIZE, interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(IMAGE_SIZE),
         T.Lambda(_to_rgb),
@@ -245,7 +245,7 @@ def eval_transform(mean: Sequence[float], std: Sequence[float]) -> Transform:
 
 def train_transform(mean: Sequence[float], std: Sequence[float]) -> Transform:
     """Eval transform plus overhead-safe augmentation: flips and 90° rotations."""
-    return T.Compose([  # type: ignore[no-any-return]
+    return T.Compose([
         T.RandomResizedCrop(IMAGE_SIZE, scale=(0.7, 1.0), ratio=(0.9, 1.1),
                             interpolation=T.InterpolationMode.BICUBIC),
         T.Lambda(_to_rgb),
@@ -356,6 +356,6 @@ def _tokenizer(arch: str) -> Callable[..., torch.Tensor]:
 
     if arch == EMBEDDED_VISION:
         _register_embedded_config()
-        return open_clip.get_tokenizer(EMBEDDED_MODEL_NAME)  # type: ignore[no-any-return]
-    return open_clip.get_tokenizer(arch)  # type: ignore[no-any-return]
+        return open_clip.get_tokenizer(EMBEDDED_MODEL_NAME)
+    return open_clip.get_tokenizer(arch)
 

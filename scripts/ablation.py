@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bot.config import AppConfig, load_config
 
@@ -38,7 +39,7 @@ def _k1(c: AppConfig) -> AppConfig:
     return replace(c, engine=replace(c.engine, bridge=replace(c.engine.bridge, prefix_tokens=1)))
 
 
-def _vision(**changes: str | int) -> Variant:
+def _vision(**changes: Any) -> Variant:
     """A variant that changes only the image encoder settings."""
     def variant(c: AppConfig) -> AppConfig:
         return replace(c, engine=replace(c.engine, vision=replace(c.engine.vision, **changes)))

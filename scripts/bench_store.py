@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import faiss
 import numpy as np
@@ -55,9 +56,17 @@ def synthetic(n: int, dim: int, clusters: int, noise: float, seed: int = 0) -> n
     for start in range(0, n, 100_000):
         stop = min(n, start + 100_000)
         which = rng.integers(0, clusters, stop - start)
-        noise = rng.standard_normal((stop - start, dim), dtype=np.float32) * noise
-        out[start:stop] = centres[which] + noise
+        jitter = rng.standard_normal((stop - start, dim), dtype=np.float32) * noise
+        out[start:stop] = centres[which] + jitter
     return fx.normalise(out)
+
+
+def top_ten(index: Any, allowed: np.ndarray | None, cfg: GalleryConfig
+            ) -> Callable[[np.ndarray], np.ndarray]:
+    """A query's ten best ids in ``index`` (the first row of ``fx.search``'s answer)."""
+    def search(q: np.ndarray) -> np.ndarray:
+        return fx.search(index, q, 10, allowed, cfg)[1][0]
+    return search
 
 
 def timed_queries(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray
@@ -96,9 +105,7 @@ def bench_search(n: int, args: argparse.Namespace, config: GalleryConfig) -> Non
         faiss.omp_set_num_threads(1)
         for probe in (args.ivf_probes if kind == "ivf" else [0]):
             cfg = replace(config, ivf_probe=probe) if probe else config
-            times, found = timed_queries(
-                lambda q, index=index, cfg=cfg: fx.search(index, q, 10, allowed, cfg)[1][0],
-                queries)
+            times, found = timed_queries(top_ten(index, allowed, cfg), queries)
             if kind == "flat":
                 exact_ids = found
             recall = "" if exact_ids is None or kind == "flat" else (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,15 @@ def test_shipped_configs_build_their_backend(path: Path, monkeypatch: pytest.Mon
 
     engine = load_config(path).engine
     built: list[str] = []
-    monkeypatch.setattr(factory, "HfBackend", lambda *args: built.append("hf") or "hf")
-    monkeypatch.setattr(vllm_connect, "connect_vllm",
-                        lambda *args: built.append("vllm") or "vllm")
+
+    def built_as(name: str) -> Callable[..., str]:
+        def build(*args: object) -> str:
+            built.append(name)
+            return name
+        return build
+
+    monkeypatch.setattr(factory, "HfBackend", built_as("hf"))
+    monkeypatch.setattr(vllm_connect, "connect_vllm", built_as("vllm"))
     assert factory.build_backend(engine, lm=None, bridge=None) == engine.backend  # type: ignore[arg-type]
     assert built == [engine.backend]
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-BOT_USER = {"id": 999, "is_bot": True, "first_name": "CapRet", "username": "capret_test_bot"}
+BOT_USER: dict[str, Any] = {"id": 999, "is_bot": True, "first_name": "CapRet",
+                            "username": "capret_test_bot"}
 TELEGRAM_FILE_LIMIT = 20 * 1024 * 1024
 MAX_POLL_S = 1.0
 
@@ -217,6 +218,7 @@ class BotApiStub:
             if call.chat_id != chat_id or "text" not in call.params:
                 continue
             mid = call.params.get("message_id", call.params.get("_message_id"))
+            assert mid is not None, f"a call with text but no message id: {call}"
             latest[int(mid)] = str(call.params["text"])
         return [latest[k] for k in sorted(latest)]
 
@@ -288,8 +290,9 @@ class BotApiStub:
 
     def _bot_message(self, call: Call, **fields: Any) -> dict[str, Any]:
         chat_id = int(call.params["chat_id"])
-        message = {"message_id": self.next_message_id(chat_id), "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER}
+        message: dict[str, Any] = {
+            "message_id": self.next_message_id(chat_id), "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER}
         if call.params.get("message_thread_id") is not None:
             message.update(message_thread_id=int(call.params["message_thread_id"]),
                            is_topic_message=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ import tifffile
 from pyproj import Transformer
 
 from bot.images import decode_image
+from tests.bot.test_images import LIMITS
 
-LIMITS = {"max_bytes": 20 * 2**20, "max_pixels": 40_000_000}
 GDAL_METADATA = 42112
 
 
@@ -22,7 +23,7 @@ def geotiff(epsg: int, tie: tuple[float, float], scale: float, shape: tuple[int,
     crs_key = 3072 if projected else 2048
     directory = keys if keys is not None else [1, 1, 0, 3, 1024, 0, 1, 1 if projected else 2,
                                                1025, 0, 1, 1, crs_key, 0, 1, epsg]
-    tags = [(34735, "H", len(directory), directory, True),
+    tags: list[tuple[int, str, int, Any, bool]] = [(34735, "H", len(directory), directory, True),
             (33550, "d", 3, (scale, scale, 0.0), True),
             (33922, "d", 6, (0.0, 0.0, 0.0, tie[0], tie[1], 0.0), True)]
     if metadata:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -12,7 +13,15 @@ from PIL import Image
 from bot.images import ImageRejected, choose_bands, decode_image, stretch
 from tests.bot.conftest import SAMPLES, jpeg
 
-LIMITS = {"max_bytes": 20 * 1024 * 1024, "max_pixels": 40_000_000}
+
+class Limits(TypedDict):
+    """The size limits ``decode_image`` takes as keywords."""
+
+    max_bytes: int
+    max_pixels: int
+
+
+LIMITS: Limits = {"max_bytes": 20 * 1024 * 1024, "max_pixels": 40_000_000}
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

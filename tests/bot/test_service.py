@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import io
 import zipfile
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pytest
 
 from bot.errors import UserFacingError
 from bot.service.conversation import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
-from engine.types import ImagePart
+from engine.types import GenerationOptions, GenerationResult, ImagePart, Turn
 from tests.bot.conftest import TEST_BOT, jpeg
 from tests.bot.memory_store import MemoryState, MemoryStore
 from tests.fake_engine import FakeEngine
@@ -151,12 +153,13 @@ async def test_model_calls_are_bounded(store: MemoryStore) -> None:
     peak = 0
     original = engine.generate
 
-    def counting(*args: object, **kwargs: object) -> object:
+    def counting(dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
+                 options: GenerationOptions | None = None) -> GenerationResult:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
         try:
-            return original(*args, **kwargs)  # type: ignore[arg-type]
+            return original(dialogue, image_embeddings, options)
         finally:
             running -= 1
 

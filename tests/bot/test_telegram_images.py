@@ -40,7 +40,11 @@ async def test_image_files_of_each_format(api: BotApiStub, bot: BotRunner) -> No
     for index, (data, name, mime) in enumerate(files):
         await api.push_document(30 + index, data, name, mime)
     for index in range(len(files)):
-        await api.wait_for(lambda i=index: final_reply(api, 30 + i, "I see 1 image"))
+
+        def replied(i: int = index) -> bool:
+            return final_reply(api, 30 + i, "I see 1 image")
+
+        await api.wait_for(replied)
 
 
 async def test_album_is_one_turn(api: BotApiStub, bot: BotRunner, engine: FakeEngine) -> None:

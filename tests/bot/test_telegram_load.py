@@ -7,6 +7,7 @@ import time
 
 from bot.service.conversation import ConversationService
 from bot.telegram.render import typing
+from engine.types import TextPart
 from tests.bot.bot_api_stub import BotApiStub
 from tests.bot.conftest import TEST_BOT, BotRunner, jpeg
 from tests.bot.memory_store import MemoryState, MemoryStore
@@ -31,7 +32,8 @@ async def test_fifty_users_at_once_each_in_order(api: BotApiStub, store: MemoryS
         assert time.monotonic() - started < 20
         for user in range(100, 150):
             uid = store.user_id("telegram", str(user), None)
-            asked = [t.parts[-1].text for t in store.history(uid) if t.role == "user"]
+            asked = [part.text for t in store.history(uid) if t.role == "user"
+                     for part in t.parts[-1:] if isinstance(part, TextPart)]
             assert asked == ["question 0", "question 1"], "one chat's updates run in order"
     finally:
         await runner.stop()

@@ -51,7 +51,11 @@ async def test_every_bad_input_gets_a_clear_reply(
     for push, expected in cases:
         count = len(api.texts(USER))
         await push
-        await api.wait_for(lambda c=count: len(api.texts(USER)) > c)
+
+        def answered(before: int = count) -> bool:
+            return len(api.texts(USER)) > before
+
+        await api.wait_for(answered)
         assert expected in api.texts(USER)[-1], (expected, api.texts(USER)[-1])
     big = [fid for fid, data in api.files.items() if len(data) > 20 * 1024 * 1024]
     assert big and not [c for c in api.sent("getFile") if c.params["file_id"] in big]

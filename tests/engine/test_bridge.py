@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def test_round_trip_is_bit_exact(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("field", "value"), [("lm_id", "lm-b"), ("encoder_id", "enc-b"),
                                               ("prefix_tokens", 1), ("lm_dim", 128)])
 def test_loading_onto_other_bases_names_the_difference(tmp_path: Path, field: str,
-                                                       value: object) -> None:
+                                                       value: Any) -> None:
     Bridge(SPEC).save(tmp_path)
     with pytest.raises(BridgeMismatchError, match=field):
         load_bridge(tmp_path, dataclasses.replace(SPEC, **{field: value}))

@@ -25,8 +25,10 @@ def _examples(dim: int) -> list[Example]:
 @pytest.mark.parametrize("tied", [True, False])
 def test_training_step_touches_only_the_bridge(tied: bool) -> None:
     engine = tiny_engine(tied=tied)
+    encoder = engine.encoder
+    assert isinstance(encoder, torch.nn.Module)  # the tiny encoder is a module with parameters
     frozen = {n: p.detach().clone() for n, p in engine.lm.named_parameters()}
-    frozen.update({f"enc.{n}": p.detach().clone() for n, p in engine.encoder.named_parameters()})
+    frozen.update({f"enc.{n}": p.detach().clone() for n, p in encoder.named_parameters()})
     bridge_before = {n: p.detach().clone() for n, p in engine.bridge.named_parameters()}
     objective = Objective(engine.lm, engine.bridge, "sys", max_caption_tokens=16)
     optimizer = torch.optim.AdamW(engine.bridge.parameters(), lr=1e-2)
@@ -44,7 +46,7 @@ def test_training_step_touches_only_the_bridge(tied: bool) -> None:
                 "ret_embedding", "logit_scale"} | ({"ret_output"} if not tied else set())
     assert trained == expected
     for name, p in [*engine.lm.named_parameters(),
-                    *(("enc." + n, q) for n, q in engine.encoder.named_parameters())]:
+                    *(("enc." + n, q) for n, q in encoder.named_parameters())]:
         assert torch.equal(p, frozen[name]), f"frozen tensor {name} changed"
     changed = [n for n, p in engine.bridge.named_parameters()
                if not torch.equal(p, bridge_before[n])]

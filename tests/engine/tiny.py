@@ -26,6 +26,7 @@ class TinyEncoder(nn.Module):
         self.net = nn.Sequential(nn.Conv2d(3, dim, 8, stride=8), nn.AdaptiveAvgPool2d(1))
         self.dim = dim
         self.encoder_id = f"tiny-conv-{dim}-{seed}"
+        self.grid_cells = 0  # a pooled vector only, as ImageEncoder requires it to say
         self.requires_grad_(False)
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:

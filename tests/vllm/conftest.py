@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,7 +83,7 @@ def servers(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         pair.stop()
 
 
-def vllm_config(base: EngineConfig, servers: ServerPair, **vllm: object) -> EngineConfig:
+def vllm_config(base: EngineConfig, servers: ServerPair, **vllm: Any) -> EngineConfig:
     """``base`` on the vllm backend, pointed at the test servers."""
     urls = servers.urls
     settings = dataclasses.replace(

@@ -18,7 +18,7 @@ from engine.backends.vllm_launch import ServerPair
 from engine.bridge import Bridge
 from engine.generate import Finished
 from engine.model import RSCapRet
-from engine.types import GenerationOptions, TextPart, Turn
+from engine.types import GenerationOptions, GenerationResult, TextPart, Turn
 from tests.vllm.conftest import free_port, vllm_config
 
 pytestmark = pytest.mark.real_weights
@@ -38,6 +38,7 @@ def test_streaming_equals_non_streaming(vllm_engine: RSCapRet) -> None:
     options = GenerationOptions(max_new_tokens=25, allow_retrieval=False)
     pieces = list(vllm_engine.stream(QUESTION, {}, options))
     streamed = pieces[-1]
+    assert isinstance(streamed, GenerationResult)
     backend.stream = False
     try:
         whole = vllm_engine.generate(QUESTION, {}, options)
