@@ -10,7 +10,9 @@ from PIL import Image
 from engine.clip_model import ClipBundle, Feature, build_clip, embed_pil, feature_dim
 from engine.config import VisionConfig
 
-BATCH = 32
+# Images per forward pass. On this 2-core CPU 8 embed about twice as many images per second as
+# 32 (75-90 vs 42 img/s, measured interleaved): a small batch's activations stay in cache.
+BATCH = 8
 
 
 class ClipImageEncoder:
