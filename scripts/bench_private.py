@@ -30,7 +30,7 @@ import torch
 from bot.store_adapter import StoreAdapter
 from store import GalleryConfig, GalleryEntry, Store, StoreConfig, open_store
 from store import faiss_index as fx
-from store.models import Image, utcnow
+from store.tables import Image, utcnow
 from store.sql import insert_ignore
 
 BRIDGE = "bench-bridge"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from store.db import Database
-from store.models import Conversation, Feedback, Message, utcnow
+from store.tables import Conversation, Feedback, Message, utcnow
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from store.db import Database
-from store.models import ImageFootprint, utcnow
+from store.tables import ImageFootprint, utcnow
 from store.sql import insert_ignore
 
 FIELDS = ("epsg", "crs", "lat", "lon", "width_m", "height_m", "acquired")

@@ -24,7 +24,7 @@ from store.config import GalleryConfig
 from store.db import Database
 from store.errors import GalleryMismatchError, StaleGalleryError
 from store.gallery_state import GalleryState
-from store.models import (
+from store.tables import (
     Embedding,
     GalleryItem,
     Image,

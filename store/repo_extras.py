@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from store.blobs import BlobStore
 from store.db import Database
 from store.errors import UnknownUserError
-from store.models import (
+from store.tables import (
     Conversation,
     Embedding,
     Feedback,

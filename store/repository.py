@@ -17,7 +17,7 @@ from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database
 from store.errors import MissingImageError, UnknownUserError
-from store.models import (
+from store.tables import (
     Conversation,
     Image,
     ImageSource,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store.models import GalleryItem, Image, ImageSource, MessagePart
+from store.tables import GalleryItem, Image, ImageSource, MessagePart
 
 CHUNK = 500
 

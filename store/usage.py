@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 
 from store.db import Database
-from store.models import Image, ImageSource, Message, ModelCall, UsageDay, utcnow
+from store.tables import Image, ImageSource, Message, ModelCall, UsageDay, utcnow
 from store.sql import insert_ignore
 
 # /stats percentiles are over the newest calls only (a long-running bot has millions).

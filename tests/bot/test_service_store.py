@@ -21,8 +21,8 @@ from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import TextPart
 from store import Store
-from store.models import Conversation, Embedding, Message, ShownImage, User
-from store.models import Image as ImageRow
+from store.tables import Conversation, Embedding, Message, ShownImage, User
+from store.tables import Image as ImageRow
 from tests.bot.conftest import RSICD, jpeg
 from tests.bot.fake_engine import FakeEngine
 from tests.bot.real_store import open_filled, real_service

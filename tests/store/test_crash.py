@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from store import StoreConfig, open_store
-from store.models import Image
+from store.tables import Image
 from store.sql import referenced_shas
 
 ROOT = Path(__file__).resolve().parents[2]

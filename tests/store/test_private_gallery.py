@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store import GalleryEntry, NewImage, Store, StoreConfig, open_store
 from store import faiss_index as fx
-from store.models import GalleryItem, utcnow
+from store.tables import GalleryItem, utcnow
 from tests.store.conftest import png
 
 DIM = 16

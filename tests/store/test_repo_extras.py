@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from store import GalleryEntry, NewImage, Store, UnknownUserError
-from store.models import Base
+from store.tables import Base
 from tests.store.conftest import png
 
 

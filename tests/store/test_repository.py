@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from store import MissingImageError, NewImage, Store, StoredPart, UnknownUserError
-from store.models import Image, Message, MessagePart
+from store.tables import Image, Message, MessagePart
 from store.repository import Repository
 from tests.store.conftest import blob_files, png
 

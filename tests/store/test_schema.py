@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from store import SchemaTooNewError, StoreConfig, StoreError, open_store
 from store.db import Database
-from store.models import Base
+from store.tables import Base
 from store.schema import check_schema, current_revision, head_revision, upgrade
 
 
