@@ -157,15 +157,10 @@ def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[SourceImage],
 
 def _embeddings(store: Store, engine: EnginePort, shas: Sequence[str]) -> np.ndarray:
     """Encoder embeddings (N, D_img) of stored images, from the cache or the engine."""
-    cached = store.repo.get_embeddings(shas, engine.encoder_id)
-    todo = [sha for sha in dict.fromkeys(shas) if sha not in cached]
-    if todo:
-        images = [_open(store.blobs.path(sha)) for sha in todo]
-        fresh = engine.embed_images(images)
-        computed = dict(zip(todo, np.asarray(fresh, dtype=np.float32), strict=True))
-        store.repo.put_embeddings(engine.encoder_id, computed)
-        cached.update(computed)
-    return np.stack([cached[sha] for sha in shas])
+    found = store.embeddings.get_or_compute(
+        shas, engine.encoder_id,
+        lambda todo: engine.embed_images([_open(store.blobs.path(sha)) for sha in todo]))
+    return np.stack([found[sha] for sha in shas])
 
 
 def _open(path: Path) -> Image.Image:

@@ -70,10 +70,10 @@ class StoreAdapter:
 
     def export(self, user_id: int) -> bytes:
         with tempfile.TemporaryDirectory(prefix="capret-export-") as folder:
-            return self.repo.export_user(user_id, Path(folder) / "export.zip").read_bytes()
+            return self.store.user_data.export(user_id, Path(folder) / "export.zip").read_bytes()
 
     def forget(self, user_id: int) -> None:
-        report = self.repo.forget_user(user_id)
+        report = self.store.user_data.forget(user_id)
         logger.info("forgot user %d (%d rows, %d files)", user_id, report.rows, report.files)
 
     # ----- images and embeddings
@@ -90,18 +90,18 @@ class StoreAdapter:
         return self.store.blobs.get(sha256)
 
     def cached_embeddings(self, sha256s: Sequence[str], encoder_id: str) -> dict[str, np.ndarray]:
-        return self.repo.get_embeddings(sha256s, encoder_id)
+        return self.store.embeddings.get(sha256s, encoder_id)
 
     def cache_embeddings(self, vectors: dict[str, np.ndarray], encoder_id: str) -> None:
-        self.repo.put_embeddings(encoder_id, vectors)
+        self.store.embeddings.put(encoder_id, vectors)
 
     # ----- searches
     def shown(self, user_id: int) -> set[str]:
-        return self.repo.shown_images(self.repo.active_conversation(user_id))
+        return self.store.shown.of(self.repo.active_conversation(user_id))
 
     def mark_shown(self, user_id: int, sha256s: Sequence[str]) -> None:
         if sha256s:
-            self.repo.mark_shown(self.repo.active_conversation(user_id), sha256s)
+            self.store.shown.mark(self.repo.active_conversation(user_id), sha256s)
 
     def remember_search(self, user_id: int, search: SavedSearch) -> None:
         vector = np.ascontiguousarray(search.query, dtype="<f4").tobytes()

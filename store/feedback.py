@@ -24,9 +24,11 @@ class FeedbackBook:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def rate(self, user_id: int, message_id: int, rating: int) -> None:
-        """Set the rating of a reply in one of the user's conversations (a new tap replaces
-        the old one); KeyError when the message is not the user's assistant reply."""
+    def rate(self, user_id: int, message_id: int, rating: int,
+             comment: str | None = None) -> None:
+        """Set the rating (and optional comment) of a reply in one of the user's conversations
+        (a new tap replaces the old one); KeyError when the message is not the user's
+        assistant reply."""
         with self.db.write() as s:
             owner = s.scalar(select(Conversation.user_id).join(Message).where(
                 Message.id == message_id, Message.role == "assistant"))
@@ -35,9 +37,10 @@ class FeedbackBook:
             s.execute(delete(Feedback).where(Feedback.user_id == user_id,
                                              Feedback.message_id == message_id))
             s.add(Feedback(message_id=message_id, user_id=user_id, rating=rating,
-                           created_at=utcnow()))
+                           comment=comment, created_at=utcnow()))
 
     def rating(self, user_id: int, message_id: int) -> int | None:
+        """The user's rating of that reply, or None."""
         with self.db.read() as s:
             return s.scalar(select(Feedback.rating).where(
                 Feedback.user_id == user_id, Feedback.message_id == message_id))

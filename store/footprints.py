@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from store.db import Database
-from store.tables import ImageFootprint, utcnow
 from store.sql import insert_ignore
+from store.tables import ImageFootprint, utcnow
 
 FIELDS = ("epsg", "crs", "lat", "lon", "width_m", "height_m", "acquired")
 

@@ -1,4 +1,4 @@
-"""The conversation repository: users, conversations, atomic turns, context windows.
+"""Users, their images and conversations: atomic turns and context windows.
 
 Every public method is one transaction. Image bytes that arrive with a turn are written
 content-addressed before the transaction and removed again if it fails.
@@ -17,6 +17,8 @@ from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database
 from store.errors import MissingImageError, UnknownUserError
+from store.image_refs import delete_unreferenced_files, existing_images
+from store.sql import insert_ignore
 from store.tables import (
     Conversation,
     Image,
@@ -27,8 +29,6 @@ from store.tables import (
     as_utc,
     utcnow,
 )
-from store.repo_extras import CacheMixin, UserDataMixin
-from store.sql import existing_images, insert_ignore
 from store.types import (
     Context,
     ConversationInfo,
@@ -44,8 +44,8 @@ from store.types import (
 logger = logging.getLogger(__name__)
 
 
-class Repository(CacheMixin, UserDataMixin):
-    """Conversations and their images; one transaction per call."""
+class Repository:
+    """Users, conversations and their images; one transaction per call."""
 
     def __init__(self, db: Database, blobs: BlobStore, config: StoreConfig) -> None:
         self.db = db
@@ -254,14 +254,7 @@ class Repository(CacheMixin, UserDataMixin):
 
     def _discard_files(self, shas: Sequence[str]) -> None:
         """After a failed write: delete the files no committed row references."""
-        if not shas:
-            return
-        with self.blobs.deleting():
-            self.blobs.delete_unreferenced(shas, self._images_with_rows)
-
-    def _images_with_rows(self, shas: list[str]) -> set[str]:
-        with self.db.read() as s:
-            return existing_images(s, shas)
+        delete_unreferenced_files(self.db, self.blobs, shas)
 
 
 def _user(s: Session, user_id: int, lock: bool = False) -> User:

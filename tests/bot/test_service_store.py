@@ -55,7 +55,7 @@ async def test_photo_is_described_stored_and_used_in_follow_up(
     assert [t.role for t in engine.last_dialogue] == ["user", "assistant", "user"]
     assert engine.last_dialogue[0] == image_turn(caption_prompt(1), sha)
     assert engine.embed_calls == 1, "embedded once, then read from the store's cache"
-    assert set(real_store.repo.get_embeddings([sha], engine.encoder_id)) == {sha}
+    assert set(real_store.embeddings.get([sha], engine.encoder_id)) == {sha}
 
 
 async def test_search_and_more_never_repeat(svc: ConversationService) -> None:

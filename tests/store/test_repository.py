@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from store import MissingImageError, NewImage, Store, StoredPart, UnknownUserError
-from store.tables import Image, Message, MessagePart
 from store.repository import Repository
+from store.tables import Image, Message, MessagePart
 from tests.store.conftest import blob_files, png
 
 
