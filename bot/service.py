@@ -25,7 +25,7 @@ from bot.honesty import honest_reply
 from bot.images import DecodedImage, TileRule, decode_image
 from bot.ports import EnginePort
 from bot.replies import Hit, Reply
-from bot.storage import ConversationStore, SavedSearch
+from bot.storage import SavedSearch, StorePort
 from bot.tiles import TiledScene, notable, tile_lines, tile_sheet
 from engine.backends.errors import BackendUnavailableError
 from engine.prompt import image_turn
@@ -64,7 +64,7 @@ class ConversationService:
     """Transport-free conversations over an engine and a store."""
 
     def __init__(
-        self, engine: EnginePort, store: ConversationStore, config: BotConfig,
+        self, engine: EnginePort, store: StorePort, config: BotConfig,
         description: str = "", observe: ObserveFn | None = None,
     ) -> None:
         self.engine = engine

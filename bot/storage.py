@@ -1,7 +1,12 @@
-"""What the conversation service needs from persistence: the boundary it codes against.
+"""``StorePort``: what the conversation service needs from persistence, the boundary it
+codes against.
 
-``bot.store_adapter`` implements it over ``store``; tests may use an in-memory one. Methods are
-synchronous (the service runs them in worker threads), one unit of work each.
+Persistence has three names, one per layer: ``store`` (the package; its facade ``store.Store``
+from ``open_store``), ``StorePort`` (this protocol, in the service's terms: engine turns, reply
+hits) and ``bot.store_adapter.StoreAdapter`` (the port over ``store.Store``). Tests use
+``tests/bot/memory_store.py``; ``tests/bot/test_store_port_contract.py`` runs both against one
+contract. Methods are synchronous (the service runs them in worker threads), one unit of work
+each.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class UploadsIndexed:
     first_overflow: bool = False
 
 
-class ConversationStore(Protocol):
+class StorePort(Protocol):
     """Users, conversations, images, embedding cache and the gallery, as the service sees them."""
 
     def user_id(self, transport: str, external_id: str, name: str | None) -> int:

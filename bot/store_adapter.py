@@ -1,4 +1,5 @@
-"""ConversationStore over the ``store`` package: repository, image files and FAISS gallery.
+"""``StoreAdapter``: the service's ``StorePort`` over ``store.Store`` (its repository, image
+files, embedding cache, shown images, user data and FAISS gallery).
 
 Engine turns map to stored turns one to one (text parts and image references by sha256). The
 images the service stores are its decoded, re-encoded PNGs, named by the sha256 of those bytes,
@@ -39,7 +40,7 @@ CAP_TOLD = "gallery_cap_told"
 
 
 class StoreAdapter:
-    """The service's ConversationStore on a real ``store.Store``; thread-safe like the store."""
+    """The service's StorePort on a real ``store.Store``; thread-safe like the store."""
 
     def __init__(self, store: Store, bridge_id: str) -> None:
         self.store = store
@@ -123,7 +124,7 @@ class StoreAdapter:
                only_own: bool = False) -> list[Hit]:
         hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
                                          exclude=exclude, only_own=only_own)
-        return [self._hit(h, user_id) for h in hits]
+        return [to_hit(h, self.store.blobs.path(h.sha256), user_id) for h in hits]
 
     def index_uploads(self, user_id: int, sha256s: Sequence[str],
                       vectors: np.ndarray) -> UploadsIndexed:
@@ -154,21 +155,20 @@ class StoreAdapter:
     def close(self) -> None:
         self.store.close()
 
-    def _hit(self, hit: GalleryHit, user_id: int) -> Hit:
-        label = hit.label or hit.caption or ""
-        own = hit.visibility == "private" and hit.owner_user_id == user_id
-        return Hit(hit.item_id, label, hit.score, self.store.blobs.path(hit.sha256), hit.sha256,
-                   hit.added_at if own else None)
+
+def to_hit(hit: GalleryHit, path: Path, user_id: int | None = None) -> Hit:
+    """A gallery hit as a reply shows it: labelled by its label (else its caption), its file
+    at ``path``, and ``sent_at`` set when it is ``user_id``'s own private image."""
+    own = hit.visibility == "private" and user_id is not None and hit.owner_user_id == user_id
+    return Hit(hit.item_id, hit.label or hit.caption or "", hit.score, path, hit.sha256,
+               hit.added_at if own else None)
 
 
 def to_turn(turn: StoredTurn) -> Turn:
     """A stored turn as the engine sees it."""
-    parts: list[Part] = []
-    for part in turn.parts:
-        if part.kind == "image" and part.sha256 is not None:
-            parts.append(ImagePart(part.sha256))
-        elif part.text is not None:
-            parts.append(TextPart(part.text))
+    parts: list[Part] = [  # a StoredPart holds exactly one of sha256 and text
+        ImagePart(p.sha256) if p.sha256 is not None else TextPart(p.text or "")
+        for p in turn.parts]
     return Turn(turn.role, tuple(parts))
 
 

@@ -230,16 +230,11 @@ class Repository:
         if isinstance(part, NewImage):
             self._ensure_image(s, part, user_id)
             part = StoredPart.of_image(part.sha256)
-        if part.kind == "image":
-            if part.sha256 is None or not existing_images(s, [part.sha256]):
-                raise MissingImageError(f"no stored image {part.sha256!r}")
-            s.add(MessagePart(message_id=message_id, position=position, kind="image",
-                              image_sha256=part.sha256))
-        elif part.kind == "text" and part.text is not None:
-            s.add(MessagePart(message_id=message_id, position=position, kind="text",
-                              text=part.text))
-        else:
-            raise ValueError(f"malformed part: {part!r}")
+        # A StoredPart is always well formed: an image part names an image stored already.
+        if part.sha256 is not None and not existing_images(s, [part.sha256]):
+            raise MissingImageError(f"no stored image {part.sha256!r}")
+        s.add(MessagePart(message_id=message_id, position=position, kind=part.kind,
+                          text=part.text, image_sha256=part.sha256))
 
     def _ensure_image(self, s: Session, image: NewImage, user_id: int | None) -> None:
         insert_ignore(s, Image.__table__, [{
@@ -306,8 +301,8 @@ def _window(newest_first: Sequence[Message], max_turns: int, max_images: int) ->
 
 
 def _turn(m: Message) -> StoredTurn:
-    parts = tuple(StoredPart("text", text=p.text) if p.kind == "text"
-                  else StoredPart("image", sha256=p.image_sha256) for p in m.parts)
+    parts = tuple(StoredPart(p.kind, p.text, p.image_sha256)  # type: ignore[arg-type]
+                  for p in m.parts)
     return StoredTurn(m.role, parts, m.id, m.conversation_id, m.position,  # type: ignore[arg-type]
                       as_utc(m.created_at))
 

@@ -1,4 +1,4 @@
-"""An in-memory ConversationStore for service and transport tests (a shared JSON-able state).
+"""An in-memory StorePort for service and transport tests (a shared JSON-able state).
 
 ``MemoryStore(state)`` with the same ``state`` object behaves like reopening the same database,
 so a test can "restart" the bot between two turns.
@@ -42,7 +42,7 @@ class MemoryState:
 
 
 class MemoryStore:
-    """ConversationStore over a MemoryState; thread-safe."""
+    """StorePort over a MemoryState; thread-safe."""
 
     def __init__(self, state: MemoryState | None = None, context_turns: int = 12,
                  private_cap: int = 1000) -> None:
