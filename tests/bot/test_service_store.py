@@ -15,10 +15,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bot.errors import UserFacingError
-from bot.gallery_builder import SourceImage, add_images
+from bot.gallery_builder import add_images
 from bot.service import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
+from engine.training.data import CaptionedImage
 from engine.types import TextPart
 from store import Store
 from store.tables import Conversation, Embedding, Message, ShownImage, User
@@ -83,7 +84,7 @@ async def test_private_uploads_only_for_their_owner(
     svc: ConversationService, real_store: Store, engine: FakeEngine
 ) -> None:
     bob = uid(real_store, BOB)
-    private = SourceImage(RSICD / "00200.jpg", label="bob's own")
+    private = CaptionedImage(RSICD / "00200.jpg", label="bob's own")
     add_images(real_store, engine, [private], owner_user_id=bob, visibility="private")
     assert (await svc.similar(BOB, jpeg("00200.jpg"))).hits[0].label == "bob's own"
     labels = [h.label for h in (await svc.similar(ALICE, jpeg("00200.jpg"))).hits]
