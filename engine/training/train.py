@@ -1,4 +1,7 @@
-"""`capret train`: fit the bridge on frozen image features and a frozen LM.
+"""The bridge's training loop: ``train_bridge`` fits the bridge on cached (frozen) image
+features and a frozen LM, drawing each epoch's examples from ``epoch_examples`` and
+``retrieval_examples``. The command is ``capret train`` (``bot/commands/train.py``), which
+runs it through ``engine.training.pipeline.run_bridge_training``.
 
 Reproducible from the seed; checkpoints every ``checkpoint_every`` steps and resumes from the
 newest; writes the bridge (safetensors + JSON with the training config), a loss history and a
