@@ -37,10 +37,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = postgres_admin_url()
     if admin is None:
         pytest.skip(f"PostgreSQL run skipped: {POSTGRES_ENV} is not set")
-    yield from _fresh_postgres(admin)
+    yield from fresh_postgres(admin)
 
 
-def _fresh_postgres(admin: str) -> Iterator[str]:
+def fresh_postgres(admin: str) -> Iterator[str]:
     name = f"capret_test_{uuid.uuid4().hex[:12]}"
     try:
         engine = create_engine(admin, isolation_level="AUTOCOMMIT")
