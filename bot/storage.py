@@ -130,7 +130,7 @@ class StorePort(Protocol):
         ...
 
     def gallery_size(self) -> int:
-        """How many images the gallery holds."""
+        """How many images the gallery holds: public ones and every chat's own."""
         ...
 
     def close(self) -> None:

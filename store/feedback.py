@@ -12,7 +12,11 @@ from store.tables import Conversation, Feedback, Message, utcnow
 
 @dataclass(frozen=True)
 class RatedReply:
-    """A well-rated description: the image it describes and the reply's text."""
+    """A well-rated description: the image it describes (by sha256) and the reply's text.
+
+    ``capret feedback export`` writes these as a caption dataset; ``store`` imports no
+    ``engine`` type, so it is not a ``CaptionedImage`` (which names a file).
+    """
 
     sha256: str
     text: str

@@ -150,7 +150,11 @@ class ForgetReport:
 @dataclass(frozen=True)
 class GalleryEntry:
     """A gallery row to add: a stored image (by sha256), its caption, label, provenance and
-    who may see it. Its vector in the shared space is passed beside it (``Gallery.add``)."""
+    who may see it. Its vector in the shared space is passed beside it (``Gallery.add``).
+
+    Not ``engine.training.data.CaptionedImage``: ``store`` imports neither ``engine`` nor
+    ``bot``, and a row names stored bytes and a visibility, not a file and its references.
+    """
 
     sha256: str
     caption: str | None = None

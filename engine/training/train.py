@@ -37,7 +37,11 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainItem:
-    """One training image: its cached features, its captions, scene label and questions."""
+    """One training image: its cached features, its captions, scene label and questions.
+
+    Built from a ``CaptionedImage`` (``pipeline.py``) once its features are cached; it keeps
+    the tensors instead of the file, so the training loop never touches disk.
+    """
 
     features: torch.Tensor  # (R, D_img): one row per augmentation (quarter-turns)
     captions: tuple[str, ...]
