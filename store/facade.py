@@ -51,6 +51,7 @@ class Store:
 
     @property
     def data_dir(self) -> Path:
+        """The folder of the SQLite file, image files and gallery index."""
         return Path(self.config.data_dir)
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
-"""The loaded gallery index: the FAISS index in memory plus, per id, who may see it and its
-image (rebuilt from the database rows when the file and rows disagree)."""
+"""The gallery's loaded index: the FAISS index in memory plus, per id, who may see it and its
+image's sha256. ``store.gallery`` loads it from the index file (or rebuilds it from the
+database rows when they disagree) and swaps it on every change."""
 
 from __future__ import annotations
 
