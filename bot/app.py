@@ -8,9 +8,11 @@ from bot.config import AppConfig, secret
 from bot.ports import EnginePort
 from bot.service import ConversationService
 from bot.store_adapter import StoreAdapter
-from store import DATABASE_URL_ENV, Store, open_store
+from store import Store, open_store
 
 logger = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "CAPRET_DATABASE_URL"
 
 
 def describe(config: AppConfig) -> str:

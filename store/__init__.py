@@ -9,7 +9,7 @@ forget, ``user_data.py``), ``usage`` and ``footprints``. Tables: ``tables.py``; 
 ``migrations/``; which images rows still use: ``image_refs.py``.
 """
 
-from store.config import DATABASE_URL_ENV, GalleryConfig, StoreConfig
+from store.config import GalleryConfig, StoreConfig
 from store.errors import (
     GalleryMismatchError,
     MissingImageError,
@@ -36,9 +36,9 @@ from store.types import (
 )
 
 __all__ = [
-    "DATABASE_URL_ENV", "Context", "ConversationInfo", "ForgetReport", "GalleryConfig",
-    "GalleryEntry", "GalleryHit", "GalleryMismatchError", "GalleryStats", "ImageInfo",
-    "MissingImageError", "NewImage", "PartInput", "PrivateAdd", "SchemaTooNewError",
-    "StaleGalleryError", "Store", "StoreConfig", "StoreError", "StoredPart", "StoredTurn",
-    "UnknownUserError", "UserInfo", "database_url", "open_store",
+    "Context", "ConversationInfo", "ForgetReport", "GalleryConfig", "GalleryEntry",
+    "GalleryHit", "GalleryMismatchError", "GalleryStats", "ImageInfo", "MissingImageError",
+    "NewImage", "PartInput", "PrivateAdd", "SchemaTooNewError", "StaleGalleryError", "Store",
+    "StoreConfig", "StoreError", "StoredPart", "StoredTurn", "UnknownUserError", "UserInfo",
+    "database_url", "open_store",
 ]

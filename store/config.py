@@ -5,10 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The environment variable holding the database URL (a secret: never in YAML). Unset: SQLite
-# in ``data_dir``. Read by the entry points (``bot/app.py``, the ``capret`` commands).
-DATABASE_URL_ENV = "CAPRET_DATABASE_URL"
-
 
 @dataclass(frozen=True)
 class GalleryConfig:
@@ -33,7 +29,7 @@ class GalleryConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where and how things persist. The database URL may be overridden by DATABASE_URL_ENV."""
+    """Where and how things persist. The database URL may be overridden by CAPRET_DATABASE_URL."""
 
     # Folder for the SQLite file, image blobs and the gallery index.
     data_dir: str = "data"

@@ -60,8 +60,8 @@ class Store:
 
 
 def database_url(config: StoreConfig, url: str | None = None) -> str:
-    """The URL given (read from ``DATABASE_URL_ENV`` by the caller), else SQLite in the data
-    folder."""
+    """The URL given (the bot's entry points read it from CAPRET_DATABASE_URL), else SQLite in
+    the data folder."""
     return url or sqlite_url(Path(config.data_dir) / config.database_file)
 
 

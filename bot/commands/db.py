@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from bot.config import AppConfig, load_config, secret
-from store import DATABASE_URL_ENV, SchemaTooNewError, database_url
+from store import SchemaTooNewError, database_url
 from store.db import Database
 from store.schema import check_schema, current_revision, head_revision, upgrade
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _database(args: argparse.Namespace) -> Database:
     config = load_config(args.config).store
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-    return Database(database_url(config, secret(DATABASE_URL_ENV)), config.busy_timeout_s)
+    return Database(database_url(config, secret("CAPRET_DATABASE_URL")), config.busy_timeout_s)
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
@@ -58,7 +58,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def check_database(config: AppConfig) -> tuple[bool, str]:
     """`capret doctor`: the database is reachable and its schema current."""
-    url = database_url(config.store, secret(DATABASE_URL_ENV))
+    url = database_url(config.store, secret("CAPRET_DATABASE_URL"))
     shown = make_url(url).render_as_string(hide_password=True)
     db = Database(url, config.store.busy_timeout_s)
     try:
@@ -77,7 +77,7 @@ def check_gallery(config: AppConfig) -> tuple[bool, str]:
     """`capret doctor`: the gallery has images, or a seed folder to index on first start."""
     from store import open_store
 
-    store = open_store(config.store, secret(DATABASE_URL_ENV), sweep=False)
+    store = open_store(config.store, secret("CAPRET_DATABASE_URL"), sweep=False)
     try:
         stats = store.gallery.stats()
     finally:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bot.config import load_config, secret
-from store import DATABASE_URL_ENV, open_store
+from store import open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = open_store(config.store, secret(DATABASE_URL_ENV))
+    store = open_store(config.store, secret("CAPRET_DATABASE_URL"))
     images = args.out.parent / f"{args.out.stem}_images"
     entries = []
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import AppConfig, load_config, secret
-from store import DATABASE_URL_ENV, StaleGalleryError, Store, open_store
+from store import StaleGalleryError, Store, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(config: AppConfig) -> Store:
-    return open_store(config.store, secret(DATABASE_URL_ENV))
+    return open_store(config.store, secret("CAPRET_DATABASE_URL"))
 
 
 def _engine(config: AppConfig) -> Any:
