@@ -8,7 +8,7 @@ from bot.config import AppConfig
 from bot.environment import DATABASE_URL_ENV, secret
 from bot.service.conversation import ConversationService
 from bot.service.engine_port import EnginePort
-from bot.store_adapter import StoreAdapter
+from bot.service.store_adapter import StoreAdapter
 from store import Store, open_store
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image
 
 from bot.config import AppConfig
-from bot.ports import EnginePort
+from bot.service.engine_port import EnginePort
+from engine.training.config import DatasetSource
+from engine.training.data import CaptionedImage, parse_annotations
 from engine.types import TextPart, Turn
 from store import GalleryEntry, GalleryHit, NewImage, Store
 from store.types import Visibility
@@ -31,22 +33,15 @@ AUTO_REBUILD_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
-class SourceImage:
-    """An image file to add, with its caption and label when the source gives them."""
-
-    path: Path
-    caption: str | None = None
-    label: str | None = None
-
-
-@dataclass(frozen=True)
 class AddReport:
+    """What adding images did: rows added, images already there, files that failed."""
+
     added: int
     skipped: int
     failed: int
 
 
-def collect(paths: Iterable[str | Path]) -> Iterator[SourceImage]:
+def collect(paths: Iterable[str | Path]) -> Iterator[CaptionedImage]:
     """Image files from folders (recursive; their captions.json used), files, or annotations."""
     for raw in paths:
         path = Path(raw)
@@ -55,16 +50,16 @@ def collect(paths: Iterable[str | Path]) -> Iterator[SourceImage]:
                 path / "captions.json").is_file() else {}
             for file in sorted(path.rglob("*")):
                 if file.suffix.lower() in IMAGE_SUFFIXES:
-                    yield known.get(file.name, SourceImage(file))
+                    yield known.get(file.name, CaptionedImage(file))
         elif path.suffix.lower() == ".json":
             yield from _annotations(path)
         elif path.is_file():
-            yield SourceImage(path)
+            yield CaptionedImage(path)
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
 
 
-def add_images(store: Store, engine: EnginePort, sources: Iterable[SourceImage],
+def add_images(store: Store, engine: EnginePort, sources: Iterable[CaptionedImage],
                batch: int = 32, owner_user_id: int | None = None,
                visibility: Visibility = "public", progress: bool = False) -> AddReport:
     """Add images to the gallery in batches; already-present images are skipped (resumable)."""
@@ -132,7 +127,7 @@ def ensure_seed_gallery(store: Store, engine: EnginePort, config: AppConfig) -> 
     return done
 
 
-def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[SourceImage],
+def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[CaptionedImage],
                owner: int | None, visibility: Visibility) -> tuple[int, int, int]:
     present = store.gallery.contains(_shas(chunk), owner)
     entries, failed = [], 0
@@ -157,15 +152,10 @@ def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[SourceImage],
 
 def _embeddings(store: Store, engine: EnginePort, shas: Sequence[str]) -> np.ndarray:
     """Encoder embeddings (N, D_img) of stored images, from the cache or the engine."""
-    cached = store.repo.get_embeddings(shas, engine.encoder_id)
-    todo = [sha for sha in dict.fromkeys(shas) if sha not in cached]
-    if todo:
-        images = [_open(store.blobs.path(sha)) for sha in todo]
-        fresh = engine.embed_images(images)
-        computed = dict(zip(todo, np.asarray(fresh, dtype=np.float32), strict=True))
-        store.repo.put_embeddings(engine.encoder_id, computed)
-        cached.update(computed)
-    return np.stack([cached[sha] for sha in shas])
+    found = store.embeddings.get_or_compute(
+        shas, engine.encoder_id,
+        lambda todo: engine.embed_images([_open(store.blobs.path(sha)) for sha in todo]))
+    return np.stack([found[sha] for sha in shas])
 
 
 def _open(path: Path) -> Image.Image:
@@ -173,7 +163,7 @@ def _open(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def _shas(sources: Sequence[SourceImage]) -> list[str]:
+def _shas(sources: Sequence[CaptionedImage]) -> list[str]:
     import hashlib
 
     shas = []
@@ -185,19 +175,13 @@ def _shas(sources: Sequence[SourceImage]) -> list[str]:
     return shas
 
 
-def _annotations(path: Path) -> list[SourceImage]:
-    """captions.json ({"images": [{"file", "label", "captions"}]}) or the RSICD/Karpathy
-    format ({"images": [{"filename", "label", "sentences": [{"raw"}]}]}, files in images/)."""
-    data = json.loads(path.read_text())
+def _annotations(path: Path) -> list[CaptionedImage]:
+    """The images of an annotation file (captions.json, Karpathy or COCO: see
+    ``engine.training.data``), every split; files in its folder's images/ when there is one.
+    """
     folder = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
-    out = []
-    for item in data.get("images", []):
-        name = item.get("file") or item.get("filename")
-        captions = item.get("captions") or [s.get("raw", "") for s in item.get("sentences", [])]
-        if name:
-            out.append(SourceImage(folder / name, (captions[0].strip() if captions else None),
-                                   item.get("label")))
-    return out
+    source = DatasetSource(path.stem, str(path), str(folder))
+    return list(parse_annotations(json.loads(path.read_text()), source))
 
 
 def _progress(total: int, enabled: bool) -> Any:

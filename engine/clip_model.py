@@ -24,6 +24,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from engine.config import EMBEDDED_VISION, VisionConfig
+from engine.dihedral import quarter_turned
 from engine.embedded import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -262,11 +263,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _random_rot90(image: Image.Image) -> Image.Image:
-    k = int(torch.randint(0, 4, ()).item())
-    ops = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
-           Image.Transpose.ROTATE_270)
-    op = ops[k]
-    return image if op is None else image.transpose(op)
+    return quarter_turned(image, int(torch.randint(0, 4, ()).item()))
 
 
 def _adapted_weights(weights: str | None) -> Path | None:

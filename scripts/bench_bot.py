@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.bot_config import BotConfig
 from bot.service.conversation import ConversationService
-from bot.storage import ConversationStore
+from bot.service.store_port import StorePort
 from bot.telegram.main import build_application
 from tests.bot.bot_api_stub import BotApiStub, Call
 from tests.bot.memory_store import MemoryStore
@@ -98,11 +98,11 @@ async def _telegram_side(conn: Connection, load: Load) -> None:
 
 # ----- the bot side
 @contextlib.contextmanager
-def conversation_store(kind: str, engine: FakeEngine) -> Iterator[ConversationStore]:
+def conversation_store(kind: str, engine: FakeEngine) -> Iterator[StorePort]:
     if kind == "memory":
         yield MemoryStore()
         return
-    from bot.store_adapter import StoreAdapter
+    from bot.service.store_adapter import StoreAdapter
     from tests.bot.real_store import open_filled
 
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as folder:
@@ -116,7 +116,7 @@ def conversation_store(kind: str, engine: FakeEngine) -> Iterator[ConversationSt
 class BotUnderTest:
     """The real Application with the service, started and stopped around a run."""
 
-    def __init__(self, store: ConversationStore, engine: FakeEngine, load: Load, root: str):
+    def __init__(self, store: StorePort, engine: FakeEngine, load: Load, root: str):
         # The stand-in is not Telegram: its send limit would only measure itself, so lift it.
         config = dataclasses.replace(BotConfig(), send_rate_per_s=100_000,
                                      max_concurrent_model_calls=load.users,
@@ -153,7 +153,7 @@ async def bench(load: Load, store_kind: str, same_process: bool) -> dict[str, fl
 
 
 async def _bench_apart(
-    load: Load, store: ConversationStore, engine: FakeEngine
+    load: Load, store: StorePort, engine: FakeEngine
 ) -> tuple[list[float], float, float]:
     loop = asyncio.get_running_loop()
     conn, child_conn = multiprocessing.get_context("spawn").Pipe()
@@ -176,7 +176,7 @@ async def _bench_apart(
 
 
 async def _bench_here(
-    load: Load, store: ConversationStore, engine: FakeEngine
+    load: Load, store: StorePort, engine: FakeEngine
 ) -> tuple[list[float], float, float]:
     api = BotApiStub()
     try:

@@ -27,11 +27,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from bot.store_adapter import StoreAdapter
+from bot.service.store_adapter import StoreAdapter
 from store import GalleryConfig, GalleryEntry, Store, StoreConfig, open_store
 from store import faiss_index as fx
-from store.models import Image, utcnow
 from store.sql import insert_ignore
+from store.tables import Image, utcnow
 
 BRIDGE = "bench-bridge"
 

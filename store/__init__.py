@@ -1,7 +1,12 @@
 """Everything that persists: conversations, image files, the gallery.
 
-Open it once per process with ``open_store(config, database_url)``; use ``store.repo`` for
-users, turns and their context, ``store.blobs`` for image bytes, ``store.gallery`` for search.
+Open it once per process with ``open_store(config, database_url)`` (``store/facade.py``); the
+``Store`` it returns has one part per concern: ``repo`` (users, turns and their context,
+``repository.py``), ``blobs`` (image files, ``blobs.py``), ``gallery`` (search, ``gallery.py``
+over ``loaded_index.py`` and ``faiss_index.py``), ``embeddings`` (``embedding_cache.py``),
+``shown`` (``shown_images.py``), ``feedback`` (``feedback.py``), ``user_data`` (export and
+forget, ``user_data.py``), ``usage`` and ``footprints``. Tables: ``tables.py``; migrations:
+``migrations/``; which images rows still use: ``image_refs.py``.
 """
 
 from store.config import GalleryConfig, StoreConfig
@@ -13,7 +18,7 @@ from store.errors import (
     StoreError,
     UnknownUserError,
 )
-from store.store import Store, database_url, open_store
+from store.facade import Store, database_url, open_store
 from store.types import (
     Context,
     ConversationInfo,

@@ -46,7 +46,8 @@ class IndexMeta:
 @dataclass(frozen=True)
 class Tail:
     """Changes since the index file was written, appended to ``<name>.tail`` (so one upload
-    costs a record, not a rewrite of the whole index): ``size`` valid bytes, ``records``."""
+    costs a record, not a rewrite of the whole index): ``size`` valid bytes, ``records``.
+    """
 
     size: int = 0
     records: int = 0
@@ -119,7 +120,8 @@ def set_bits(bits: np.ndarray, ids: np.ndarray, value: bool) -> None:
 
 def save(index: Any, meta: IndexMeta, path: Path) -> None:
     """Write index and sidecar atomically (temp, fsync, rename); the meta is written last.
-    A crash in between leaves files that disagree with the rows: the gallery rebuilds."""
+    A crash in between leaves files that disagree with the rows: the gallery rebuilds.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, faiss.serialize_index(index).tobytes())
     tail_path(path).unlink(missing_ok=True)
@@ -129,7 +131,8 @@ def save(index: Any, meta: IndexMeta, path: Path) -> None:
 def append(meta: IndexMeta, tail: Tail, path: Path, ids: np.ndarray, x: np.ndarray | None,
            removed: np.ndarray) -> Tail:
     """Record added vectors (ids, (N, D)) and removed ids after the valid part of the tail
-    file (fsynced), then the meta that counts them; returns the new tail."""
+    file (fsynced), then the meta that counts them; returns the new tail.
+    """
     records = np.zeros(len(ids) + len(removed), dtype=_record(meta.dim))
     records["id"][: len(ids)] = ids
     if x is not None and len(ids):
@@ -147,7 +150,8 @@ def append(meta: IndexMeta, tail: Tail, path: Path, ids: np.ndarray, x: np.ndarr
 
 def load(path: Path) -> tuple[Any, IndexMeta, Tail] | None:
     """The saved index (its tail replayed), meta and tail; None when a file is missing or the
-    tail is shorter than the meta says."""
+    tail is shorter than the meta says.
+    """
     if not path.is_file() or not meta_path(path).is_file():
         return None
     data = json.loads(meta_path(path).read_text())

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from store.db import Database
-from store.models import Conversation, Feedback, Message, utcnow
+from store.tables import Conversation, Feedback, Message, utcnow
 
 
 @dataclass(frozen=True)
 class RatedReply:
-    """A well-rated description: the image it describes and the reply's text."""
+    """A well-rated description: the image it describes (by sha256) and the reply's text.
+
+    ``capret feedback export`` writes these as a caption dataset; ``store`` imports no
+    ``engine`` type, so it is not a ``CaptionedImage`` (which names a file).
+    """
 
     sha256: str
     text: str
@@ -24,9 +28,12 @@ class FeedbackBook:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def rate(self, user_id: int, message_id: int, rating: int) -> None:
-        """Set the rating of a reply in one of the user's conversations (a new tap replaces
-        the old one); KeyError when the message is not the user's assistant reply."""
+    def rate(self, user_id: int, message_id: int, rating: int,
+             comment: str | None = None) -> None:
+        """Set the rating (and optional comment) of a reply in one of the user's conversations
+        (a new tap replaces the old one); KeyError when the message is not the user's
+        assistant reply.
+        """
         with self.db.write() as s:
             owner = s.scalar(select(Conversation.user_id).join(Message).where(
                 Message.id == message_id, Message.role == "assistant"))
@@ -35,9 +42,10 @@ class FeedbackBook:
             s.execute(delete(Feedback).where(Feedback.user_id == user_id,
                                              Feedback.message_id == message_id))
             s.add(Feedback(message_id=message_id, user_id=user_id, rating=rating,
-                           created_at=utcnow()))
+                           comment=comment, created_at=utcnow()))
 
     def rating(self, user_id: int, message_id: int) -> int | None:
+        """The user's rating of that reply, or None."""
         with self.db.read() as s:
             return s.scalar(select(Feedback.rating).where(
                 Feedback.user_id == user_id, Feedback.message_id == message_id))

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from store.db import Database
-from store.models import ImageFootprint, utcnow
 from store.sql import insert_ignore
+from store.tables import ImageFootprint, utcnow
 
 FIELDS = ("epsg", "crs", "lat", "lon", "width_m", "height_m", "acquired")
 
@@ -20,7 +20,8 @@ class Footprints:
 
     def put(self, sha256: str, footprint: Mapping[str, Any]) -> None:
         """Keep the footprint of a stored image (the first one kept wins: same bytes, same
-        tags)."""
+        tags).
+        """
         row = {name: footprint.get(name) for name in FIELDS}
         with self.db.write() as s:
             insert_ignore(s, ImageFootprint.__table__,

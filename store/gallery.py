@@ -23,17 +23,15 @@ from store.blobs import BlobStore
 from store.config import GalleryConfig
 from store.db import Database
 from store.errors import GalleryMismatchError, StaleGalleryError
-from store.gallery_state import GalleryState
-from store.models import (
-    Embedding,
+from store.image_refs import delete_unreferenced_files, delete_unreferenced_images, existing_images
+from store.loaded_index import LoadedIndex
+from store.sql import chunks
+from store.tables import (
     GalleryItem,
-    Image,
     ImageSource,
-    ShownImage,
     as_utc,
     utcnow,
 )
-from store.sql import chunks, existing_images, referenced_shas
 from store.types import GalleryEntry, GalleryHit, GalleryStats, PrivateAdd
 
 logger = logging.getLogger(__name__)
@@ -51,7 +49,7 @@ class Gallery:
         self.name = config.name
         self.path = Path(folder) / f"{self.name}.faiss"
         self._lock = threading.RLock()
-        self._state: GalleryState | None = None
+        self._state: LoadedIndex | None = None
 
     # ----- reading -----------------------------------------------------------------------
     @property
@@ -142,7 +140,8 @@ class Gallery:
     def add_private(self, owner_user_id: int, entries: Sequence[GalleryEntry],
                     vectors: np.ndarray, bridge_id: str) -> PrivateAdd:
         """Add a chat's uploads (already stored) as its private images, each image once per
-        chat; past ``private_cap`` the chat's oldest leave the gallery (not its history)."""
+        chat; past ``private_cap`` the chat's oldest leave the gallery (not its history).
+        """
         if len(entries) != len(vectors):
             raise ValueError(f"{len(entries)} entries but {len(vectors)} vectors")
         chosen = {e.sha256: (e, v) for e, v in zip(entries, fx.normalise(vectors), strict=True)}
@@ -168,7 +167,8 @@ class Gallery:
 
     def remove(self, item_ids: Sequence[int]) -> int:
         """Remove gallery rows and their vectors; images nothing else uses go too (files
-        included); a user's claim on an image (their upload) keeps it."""
+        included); a user's claim on an image (their upload) keeps it.
+        """
         ids = sorted(set(item_ids))
         with self._exclusive():
             shas = self._delete_rows(ids)
@@ -215,19 +215,19 @@ class Gallery:
             self._state = None
 
     # ----- internals ---------------------------------------------------------------------
-    def _loaded(self) -> GalleryState:
+    def _loaded(self) -> LoadedIndex:
         with self._lock:
             stamp = _stamp(self.path)
             if self._state is None or self._state.stamp != stamp:
                 self._state = self._load()
             return self._state
 
-    def _load(self) -> GalleryState:
+    def _load(self) -> LoadedIndex:
         rows = self._rows(vectors=False)
         saved = fx.load(self.path)
         if saved is not None:
             index, meta, tail = saved
-            fresh = GalleryState.from_rows(rows, index, meta, _stamp(self.path), tail)
+            fresh = LoadedIndex.from_rows(rows, index, meta, _stamp(self.path), tail)
             if fresh.matches(meta):
                 return fresh
             logger.warning("gallery %r: index file and database disagree (%d vectors, %d rows):"
@@ -235,12 +235,12 @@ class Gallery:
         elif rows:
             logger.info("gallery %r: no index file, building it from the database", self.name)
         else:
-            return GalleryState.empty(_stamp(self.path))
+            return LoadedIndex.empty(_stamp(self.path))
         state = self._rebuild()
         self._save(state)
         return state
 
-    def _rebuild(self) -> GalleryState:
+    def _rebuild(self) -> LoadedIndex:
         rows = self._rows(vectors=True)
         bridges = {r["bridge_id"] for r in rows}
         if len(bridges) > 1:
@@ -248,13 +248,13 @@ class Gallery:
                 f"gallery {self.name!r} mixes vectors of bridges {sorted(bridges)}: "
                 f"{REBUILD_HINT}")
         if not rows:
-            return GalleryState.empty(None)
+            return LoadedIndex.empty(None)
         x = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
         ids = np.array([r["id"] for r in rows], dtype=np.int64)
         index = fx.build_index(self.config.index, x.shape[1], self.config, x)
         index.add_with_ids(x, ids)
         meta = fx.IndexMeta.of(bridges.pop(), x.shape[1], self.config.index, ids)
-        return GalleryState.from_rows(rows, index, meta, None)
+        return LoadedIndex.from_rows(rows, index, meta, None)
 
     def _rows(self, vectors: bool) -> list[dict[str, Any]]:
         cols = [GalleryItem.id, GalleryItem.image_sha256, GalleryItem.owner_user_id,
@@ -293,9 +293,7 @@ class Gallery:
         return shas
 
     def _delete_files(self, shas: Sequence[str]) -> None:
-        if shas:
-            with self.blobs.deleting():
-                self.blobs.delete_unreferenced(list(shas), self._image_rows)
+        delete_unreferenced_files(self.db, self.blobs, shas)
 
     def _drop_from_index(self, ids: list[int]) -> None:
         state = self._loaded()
@@ -309,7 +307,8 @@ class Gallery:
     def _persist(self, ids: Sequence[int] = (), x: np.ndarray | None = None,
                  removed: Sequence[int] = ()) -> None:
         """Save a change: appended to the index's tail while the tail is small, else (and for
-        a new or emptied index) the whole index is written and the tail starts afresh."""
+        a new or emptied index) the whole index is written and the tail starts afresh.
+        """
         state = self._state
         assert state is not None
         changes = len(ids) + len(removed)
@@ -323,7 +322,7 @@ class Gallery:
                                np.asarray(removed, dtype=np.int64))
         state.stamp = _stamp(self.path)
 
-    def _save(self, state: GalleryState | None = None) -> None:
+    def _save(self, state: LoadedIndex | None = None) -> None:
         state = state or self._state
         assert state is not None
         if state.index is None or state.meta is None:
@@ -355,10 +354,6 @@ class Gallery:
                            as_utc(r.added_at))
                 for i, score in pairs if (r := rows.get(i)) is not None]
 
-    def _image_rows(self, shas: list[str]) -> set[str]:
-        with self.db.read() as s:
-            return existing_images(s, shas)
-
 
 def _owner_is(owner_user_id: int | None) -> Any:
     if owner_user_id is None:
@@ -367,7 +362,9 @@ def _owner_is(owner_user_id: int | None) -> Any:
 
 
 def _drop_unreferenced_images(s: Any, shas: Sequence[str]) -> None:
-    """Drop the system's claims (source rows without owner) and then unused images."""
+    """Drop the system's claims (source rows without owner) on images no gallery row holds any
+    more, then the images nothing references.
+    """
     in_gallery = set[str]()
     for part in chunks(list(set(shas))):
         in_gallery.update(s.scalars(select(GalleryItem.image_sha256)
@@ -375,12 +372,7 @@ def _drop_unreferenced_images(s: Any, shas: Sequence[str]) -> None:
     for part in chunks([sha for sha in set(shas) if sha not in in_gallery]):
         s.execute(delete(ImageSource).where(ImageSource.image_sha256.in_(part),
                                             ImageSource.user_id.is_(None)))
-    still = referenced_shas(s, shas)
-    gone = [sha for sha in set(shas) if sha not in still]
-    for part in chunks(gone):
-        for model, column in ((Embedding, Embedding.image_sha256),
-                              (ShownImage, ShownImage.image_sha256), (Image, Image.sha256)):
-            s.execute(delete(model).where(column.in_(part)))
+    delete_unreferenced_images(s, shas)
 
 
 def _stamp(path: Path) -> int | None:

@@ -1,4 +1,4 @@
-"""The conversation repository: users, conversations, atomic turns, context windows.
+"""Users, their images and conversations: atomic turns and context windows.
 
 Every public method is one transaction. Image bytes that arrive with a turn are written
 content-addressed before the transaction and removed again if it fails.
@@ -17,7 +17,9 @@ from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database
 from store.errors import MissingImageError, UnknownUserError
-from store.models import (
+from store.image_refs import delete_unreferenced_files, existing_images
+from store.sql import insert_ignore
+from store.tables import (
     Conversation,
     Image,
     ImageSource,
@@ -27,8 +29,6 @@ from store.models import (
     as_utc,
     utcnow,
 )
-from store.repo_extras import CacheMixin, UserDataMixin
-from store.sql import existing_images, insert_ignore
 from store.types import (
     Context,
     ConversationInfo,
@@ -44,8 +44,8 @@ from store.types import (
 logger = logging.getLogger(__name__)
 
 
-class Repository(CacheMixin, UserDataMixin):
-    """Conversations and their images; one transaction per call."""
+class Repository:
+    """Users, conversations and their images; one transaction per call."""
 
     def __init__(self, db: Database, blobs: BlobStore, config: StoreConfig) -> None:
         self.db = db
@@ -230,16 +230,11 @@ class Repository(CacheMixin, UserDataMixin):
         if isinstance(part, NewImage):
             self._ensure_image(s, part, user_id)
             part = StoredPart.of_image(part.sha256)
-        if part.kind == "image":
-            if part.sha256 is None or not existing_images(s, [part.sha256]):
-                raise MissingImageError(f"no stored image {part.sha256!r}")
-            s.add(MessagePart(message_id=message_id, position=position, kind="image",
-                              image_sha256=part.sha256))
-        elif part.kind == "text" and part.text is not None:
-            s.add(MessagePart(message_id=message_id, position=position, kind="text",
-                              text=part.text))
-        else:
-            raise ValueError(f"malformed part: {part!r}")
+        # A StoredPart is always well formed: an image part names an image stored already.
+        if part.sha256 is not None and not existing_images(s, [part.sha256]):
+            raise MissingImageError(f"no stored image {part.sha256!r}")
+        s.add(MessagePart(message_id=message_id, position=position, kind=part.kind,
+                          text=part.text, image_sha256=part.sha256))
 
     def _ensure_image(self, s: Session, image: NewImage, user_id: int | None) -> None:
         insert_ignore(s, Image.__table__, [{
@@ -254,14 +249,7 @@ class Repository(CacheMixin, UserDataMixin):
 
     def _discard_files(self, shas: Sequence[str]) -> None:
         """After a failed write: delete the files no committed row references."""
-        if not shas:
-            return
-        with self.blobs.deleting():
-            self.blobs.delete_unreferenced(shas, self._images_with_rows)
-
-    def _images_with_rows(self, shas: list[str]) -> set[str]:
-        with self.db.read() as s:
-            return existing_images(s, shas)
+        delete_unreferenced_files(self.db, self.blobs, shas)
 
 
 def _user(s: Session, user_id: int, lock: bool = False) -> User:
@@ -313,8 +301,8 @@ def _window(newest_first: Sequence[Message], max_turns: int, max_images: int) ->
 
 
 def _turn(m: Message) -> StoredTurn:
-    parts = tuple(StoredPart("text", text=p.text) if p.kind == "text"
-                  else StoredPart("image", sha256=p.image_sha256) for p in m.parts)
+    parts = tuple(StoredPart(p.kind, p.text, p.image_sha256)  # type: ignore[arg-type]
+                  for p in m.parts)
     return StoredTurn(m.role, parts, m.id, m.conversation_id, m.position,  # type: ignore[arg-type]
                       as_utc(m.created_at))
 

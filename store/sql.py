@@ -1,4 +1,4 @@
-"""Small dialect-aware helpers shared by the repository and the gallery."""
+"""Small dialect-aware SQL helpers: insert-or-ignore, and chunked ``IN`` lists."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-
-from store.models import GalleryItem, Image, ImageSource, MessagePart
 
 CHUNK = 500
 
@@ -32,23 +30,6 @@ def insert_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]]) 
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    """``items`` in slices of ``size`` (keeps ``IN (...)`` lists within every dialect's limit)."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def referenced_shas(session: Session, shas: Sequence[str]) -> set[str]:
-    """The hashes among ``shas`` that some row still references (parts, sources, gallery)."""
-    found: set[str] = set()
-    for part in chunks(list(shas)):
-        for column in (MessagePart.image_sha256, ImageSource.image_sha256,
-                       GalleryItem.image_sha256):
-            found.update(s for s in session.scalars(select(column).where(column.in_(part))) if s)
-    return found
-
-
-def existing_images(session: Session, shas: Sequence[str]) -> set[str]:
-    """The hashes among ``shas`` that have an images row."""
-    found: set[str] = set()
-    for part in chunks(list(shas)):
-        found.update(session.scalars(select(Image.sha256).where(Image.sha256.in_(part))))
-    return found

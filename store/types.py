@@ -15,11 +15,25 @@ Visibility = Literal["public", "private"]
 
 @dataclass(frozen=True)
 class StoredPart:
-    """One ordered part of a message: text, or a reference to an image by its sha256."""
+    """One ordered part of a message: text, or a reference to an image by its sha256.
+
+    The engine's ``TextPart | ImagePart`` says the same, but ``store`` imports neither
+    ``engine`` nor ``bot`` (DESIGN: dependencies point ``bot -> engine, store``), so the store
+    keeps its own type, shaped like its ``message_parts`` rows; ``bot.service.store_adapter`` maps
+    one to the other. Like the table's check constraint, it is always well formed: a text
+    part holds only text, an image part only a sha256.
+    """
 
     kind: PartKind
     text: str | None = None
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        text_ok = self.kind == "text" and self.text is not None and self.sha256 is None
+        image_ok = self.kind == "image" and self.sha256 is not None and self.text is None
+        if not (text_ok or image_ok):
+            raise ValueError(f"a text part holds only text, an image part only a sha256: "
+                             f"{self!r}")
 
     @classmethod
     def of_text(cls, text: str) -> StoredPart:
@@ -135,7 +149,12 @@ class ForgetReport:
 
 @dataclass(frozen=True)
 class GalleryEntry:
-    """An image to add to the gallery with its vector in the shared space."""
+    """A gallery row to add: a stored image (by sha256), its caption, label, provenance and
+    who may see it. Its vector in the shared space is passed beside it (``Gallery.add``).
+
+    Not ``engine.training.data.CaptionedImage``: ``store`` imports neither ``engine`` nor
+    ``bot``, and a row names stored bytes and a visibility, not a file and its references.
+    """
 
     sha256: str
     caption: str | None = None

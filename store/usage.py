@@ -9,8 +9,8 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 
 from store.db import Database
-from store.models import Image, ImageSource, Message, ModelCall, UsageDay, utcnow
 from store.sql import insert_ignore
+from store.tables import Image, ImageSource, Message, ModelCall, UsageDay, utcnow
 
 # /stats percentiles are over the newest calls only (a long-running bot has millions).
 TIMING_WINDOW = 2000

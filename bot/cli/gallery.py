@@ -78,11 +78,9 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"{rank:2d}. {hit.score:.3f}  {hit.label or '-':18s} {hit.caption or ''}")
     if args.out and hits:
         from bot.contact_sheet import contact_sheet
-        from bot.replies import Hit
+        from bot.service.store_adapter import to_hit
 
-        sheet = [Hit(h.item_id, h.label or h.caption or "", h.score, store.blobs.path(h.sha256),
-                     h.sha256)
-                 for h in hits]
+        sheet = [to_hit(h, store.blobs.path(h.sha256)) for h in hits]
         print(f"contact sheet: {contact_sheet(sheet, args.out)}")
     return 0
 

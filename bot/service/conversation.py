@@ -21,10 +21,10 @@ from bot.replies import Hit, Reply
 from bot.service.engine_port import EnginePort
 from bot.service.scenes import Scenes
 from bot.service.search import NO_OWN_IMAGES, GallerySearch, found_text, scope
+from bot.service.store_port import SavedSearch, StorePort
 from bot.service.turns import render_turn, reply_turn, session_key
 from bot.service.uploads import Uploads, with_locations
 from bot.service.workers import ObserveFn, ProgressFn, Workers
-from bot.storage import ConversationStore, SavedSearch
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import GenerationOptions, ImagePart, TextPart, Turn
@@ -45,7 +45,7 @@ class ConversationService:
     """Transport-free conversations over an engine and a store."""
 
     def __init__(
-        self, engine: EnginePort, store: ConversationStore, config: BotConfig,
+        self, engine: EnginePort, store: StorePort, config: BotConfig,
         description: str = "", observe: ObserveFn | None = None,
     ) -> None:
         self.engine = engine

@@ -10,8 +10,8 @@ import numpy as np
 
 from bot.bot_config import BotConfig
 from bot.replies import Hit
+from bot.service.store_port import SavedSearch, StorePort
 from bot.service.workers import Workers
-from bot.storage import ConversationStore, SavedSearch
 
 NO_OWN_IMAGES = ("You have not sent me any images yet: every image you send joins your own "
                  "gallery, searchable only by you. /search <text> looks in the public gallery.")
@@ -20,7 +20,7 @@ NO_OWN_IMAGES = ("You have not sent me any images yet: every image you send join
 class GallerySearch:
     """Runs a conversation's searches against the store's gallery."""
 
-    def __init__(self, store: ConversationStore, config: BotConfig, workers: Workers) -> None:
+    def __init__(self, store: StorePort, config: BotConfig, workers: Workers) -> None:
         self.store = store
         self.config = config
         self.workers = workers

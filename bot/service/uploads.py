@@ -15,8 +15,8 @@ from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
 from bot.images import DecodedImage, TileRule, decode_image
 from bot.service.engine_port import EnginePort
+from bot.service.store_port import StorePort
 from bot.service.workers import Workers
-from bot.storage import ConversationStore
 from engine.types import ImagePart, Turn
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ CAP_NOTICE = ("(Your image gallery is full: from now on, your oldest images leav
 class Uploads:
     """Decoding, embedding and indexing the images a chat sends."""
 
-    def __init__(self, engine: EnginePort, store: ConversationStore, config: BotConfig,
+    def __init__(self, engine: EnginePort, store: StorePort, config: BotConfig,
                  workers: Workers) -> None:
         self.engine = engine
         self.store = store

@@ -24,7 +24,7 @@ from bot.bot_config import BotConfig
 from bot.config import AppConfig
 from bot.environment import API_URL_ENV, BOT_TOKEN_ENV, WEBHOOK_SECRET_ENV, secret
 from bot.service.conversation import ConversationService
-from bot.store_adapter import StoreAdapter
+from bot.service.store_adapter import StoreAdapter
 from bot.telegram.flow import AlbumCollector, ChatOrderedProcessor
 from bot.telegram.handlers import Handlers
 from bot.telegram.request import AiohttpRequest

@@ -1,7 +1,12 @@
 """Caption datasets in the two published layouts, and unions of several sources.
 
+The one reader of caption annotations: training, evaluation and the gallery builder
+(``bot/gallery_builder.py``) all parse through ``parse_annotations``.
+
 - Karpathy-style ``dataset_*.json`` (RSICD, UCM-Captions, Sydney-Captions):
-  ``{"images": [{"filename", "split", "label"?, "sentences": [{"raw"}]}]}``;
+  ``{"images": [{"filename", "split", "label"?, "sentences": [{"raw"}]}]}``; the shipped
+  gallery's ``captions.json`` is the same layout with short keys
+  (``{"images": [{"file", "label", "captions": [str]}]}``);
 - COCO captions: ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}``
   (no split field: the whole file is one split, named by the caller).
 Bad records (missing image file, no usable caption) are counted, logged and skipped.
@@ -24,18 +29,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CaptionedImage:
-    """One image with its reference captions."""
+    """One image file with its reference captions (none for a bare file), its dataset split,
+    scene label and source name: what training, evaluation and the gallery builder read.
+    """
 
     path: Path
-    captions: tuple[str, ...]
-    split: str
-    label: str | None
-    source: str
+    captions: tuple[str, ...] = ()
+    split: str = "train"
+    label: str | None = None
+    source: str = ""
 
     @property
     def key(self) -> str:
         """A name unique across sources: ``source/file_name``."""
         return f"{self.source}/{self.path.name}"
+
+    @property
+    def caption(self) -> str | None:
+        """The first reference caption, or None."""
+        return self.captions[0] if self.captions else None
 
 
 class DatasetError(ValueError):
@@ -61,7 +73,7 @@ def load_source(source: DatasetSource, split: str | None = None, check_files: bo
                 ) -> list[CaptionedImage]:
     """One annotation file's images (the split given, or all), bad records skipped."""
     raw = json.loads(Path(source.annotations).read_text())
-    records = list(_parse(raw, source, default_split=split or "train"))
+    records = list(parse_annotations(raw, source, default_split=split or "train"))
     bad: Counter[str] = Counter()
     kept = []
     for item in records:
@@ -78,7 +90,14 @@ def load_source(source: DatasetSource, split: str | None = None, check_files: bo
     return sorted(kept, key=lambda i: i.path.name)
 
 
-def _parse(raw: Any, source: DatasetSource, default_split: str) -> Iterable[CaptionedImage]:
+def parse_annotations(raw: Any, source: DatasetSource, default_split: str = "train"
+                      ) -> Iterable[CaptionedImage]:
+    """Every record of a parsed annotation file (Karpathy or COCO layout, detected from its
+    keys), unchecked; image paths are relative to ``source.images``.
+
+    Raises:
+        DatasetError: ``raw`` is in neither layout.
+    """
     if not isinstance(raw, dict) or "images" not in raw:
         raise DatasetError(f"{source.annotations}: no 'images' list: not a caption dataset")
     if "annotations" in raw:
@@ -89,9 +108,13 @@ def _parse(raw: Any, source: DatasetSource, default_split: str) -> Iterable[Capt
 def _parse_karpathy(raw: dict[str, Any], source: DatasetSource) -> Iterable[CaptionedImage]:
     root = Path(source.images)
     for image in raw["images"]:
-        captions = tuple(str(s.get("raw", "")).strip() for s in image.get("sentences", []))
-        yield CaptionedImage(root / image["filename"], tuple(c for c in captions if c),
-                             str(image.get("split", "train")), image.get("label"), source.name)
+        name = image.get("filename") or image.get("file")
+        if not name:
+            continue
+        texts = image.get("captions") or [s.get("raw", "") for s in image.get("sentences", [])]
+        captions = tuple(c for c in (str(t).strip() for t in texts) if c)
+        yield CaptionedImage(root / name, captions, str(image.get("split", "train")),
+                             image.get("label"), source.name)
 
 
 def _parse_coco(raw: dict[str, Any], source: DatasetSource, split: str

@@ -12,14 +12,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from engine.dihedral import quarter_turned
 from engine.model import ImageEncoder
 from engine.training.data import CaptionedImage
 from engine.training.trunk_cache import open_rgb
 
 logger = logging.getLogger(__name__)
 BATCH = 32
-ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
-             Image.Transpose.ROTATE_270)
 
 
 def cached_features(encoder: ImageEncoder, items: Sequence[CaptionedImage], cache_dir: Path,
@@ -69,5 +68,4 @@ def _compute(encoder: ImageEncoder, items: Sequence[CaptionedImage], rotations: 
 
 
 def _rotated(images: list[Image.Image], quarter_turns: int) -> list[Image.Image]:
-    op = ROTATIONS[quarter_turns % 4]
-    return images if op is None else [im.transpose(op) for im in images]
+    return [quarter_turned(im, quarter_turns) for im in images]

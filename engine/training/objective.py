@@ -24,6 +24,7 @@ from engine.bridge import Bridge
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
+from engine.training.contrastive import info_nce
 from engine.types import TextPart, Turn
 
 IGNORE = -100
@@ -49,6 +50,8 @@ class Example:
 
 @dataclass(frozen=True)
 class Losses:
+    """One step's losses: the weighted total (backpropagated) and its two parts (logged)."""
+
     total: torch.Tensor
     caption: torch.Tensor
     retrieval: torch.Tensor
@@ -79,7 +82,8 @@ class Objective:
     def __call__(self, examples: Sequence[Example], rng: random.Random,
                  retrieval: Sequence[Example] | None = None) -> Losses:
         """Losses of one step: ``examples`` teach answers, ``retrieval`` (default: the same
-        examples) teach [RET] and the contrastive loss."""
+        examples) teach [RET] and the contrastive loss.
+        """
         retrieval = examples if retrieval is None else retrieval
         device = self.bridge.logit_scale.device
         feats = torch.stack([e.features for e in examples]).float().to(device)  # (B, D_img)
@@ -94,7 +98,9 @@ class Objective:
                                                                              ret_targets]))
         images = torch.stack([e.features for e in retrieval]).float().to(device)
         queries = self.bridge.query_vectors(ret_hidden.float())
-        lr = contrastive_loss(queries, self.bridge.image_vectors(images), self.bridge.logit_scale)
+        scale = self.bridge.logit_scale.exp().clamp(max=100.0)
+        # L_t2i + L_i2t: the sum of the two directions, twice info_nce's mean.
+        lr = 2 * info_nce(queries, self.bridge.image_vectors(images), scale)
         total = self.lambda_caption * lc + self.lambda_retrieval * lr
         return Losses(total, lc.detach(), lr.detach())
 
@@ -210,15 +216,6 @@ def _shared_prefix(layouts: Sequence[PromptLayout]) -> int:
     while shared < limit and all(layout.ids[shared] == first.ids[shared] for layout in layouts):
         shared += 1
     return shared
-
-
-def contrastive_loss(queries: torch.Tensor, images: torch.Tensor, logit_scale: torch.Tensor
-                     ) -> torch.Tensor:
-    """Symmetric InfoNCE between (B, S) text queries and (B, S) images; both normalised."""
-    scale = logit_scale.exp().clamp(max=100.0)
-    logits = scale * queries @ images.T  # (B, B)
-    labels = torch.arange(len(queries), device=queries.device)
-    return F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)
 
 
 def _pad(x: torch.Tensor, width: int, value: float = 0.0) -> torch.Tensor:

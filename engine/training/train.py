@@ -1,4 +1,7 @@
-"""`capret train`: fit the bridge on frozen image features and a frozen LM.
+"""The bridge's training loop: ``train_bridge`` fits the bridge on cached (frozen) image
+features and a frozen LM, drawing each epoch's examples from ``epoch_examples`` and
+``retrieval_examples``. The command is ``capret train`` (``bot/cli/train.py``), which
+runs it through ``engine.training.pipeline.run_bridge_training``.
 
 Reproducible from the seed; checkpoints every ``checkpoint_every`` steps and resumes from the
 newest; writes the bridge (safetensors + JSON with the training config), a loss history and a
@@ -34,7 +37,11 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainItem:
-    """One training image: its cached features, its captions, scene label and questions."""
+    """One training image: its cached features, its captions, scene label and questions.
+
+    Built from a ``CaptionedImage`` (``pipeline.py``) once its features are cached; it keeps
+    the tensors instead of the file, so the training loop never touches disk.
+    """
 
     features: torch.Tensor  # (R, D_img): one row per augmentation (quarter-turns)
     captions: tuple[str, ...]
@@ -45,7 +52,8 @@ class TrainItem:
 def epoch_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
                    ) -> list[Example]:
     """This epoch's answer examples, shuffled by (seed, epoch): captions, scene questions and
-    follow-up dialogues (the description, then one or two questions about the scene)."""
+    follow-up dialogues (the description, then one or two questions about the scene).
+    """
     rng = random.Random(config.seed * 1000 + epoch)
     examples: list[Example] = []
     for item in items:
@@ -149,7 +157,8 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
 
 def bf16_is_fast(device: torch.device) -> bool:
     """bf16 pays off on CUDA and on CPUs with AVX-512 BF16 or AMX; elsewhere it is emulated
-    (about 75x slower than fp32 on an AVX2-only CPU, measured)."""
+    (about 75x slower than fp32 on an AVX2-only CPU, measured).
+    """
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

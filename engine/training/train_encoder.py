@@ -30,6 +30,7 @@ from tqdm import tqdm
 from engine.clip_model import ClipBundle, build_clip, encoder_id, visual_state
 from engine.config import EMBEDDED_VISION, VisionConfig
 from engine.training.config import DatasetSource, EncoderTrainConfig
+from engine.training.contrastive import info_nce
 from engine.training.data import CaptionedImage, load_sources
 from engine.training.metrics import RetrievalMetrics, retrieval_metrics
 from engine.training.schedule import warmup_cosine
@@ -104,7 +105,8 @@ def _fit(bundle: ClipBundle, split: SplitTrunk, data: SplitData, cfg: EncoderTra
          max_steps: int | None) -> list[dict[str, float]]:
     """The training loop; checkpoints every ``cfg.checkpoint_every`` steps and resumes from
     ``out_dir/checkpoint.pt`` (each epoch's order and each step's views come from the seed, so
-    a resumed run takes the same steps as an unbroken one)."""
+    a resumed run takes the same steps as an unbroken one).
+    """
     model = bundle.model
     params = _unfreeze(model, split, cfg.text_trainable_layers)
     optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.learning_rate)
@@ -179,26 +181,7 @@ def _step(bundle: ClipBundle, split: SplitTrunk, data: SplitData, batch: list[in
     owner = torch.tensor([j for j, i in enumerate(batch) for _ in data.captions[i]])  # (N_txt,)
     image = F.normalize(split.tail(maps), dim=-1)  # (B, D)
     text = F.normalize(bundle.model.encode_text(_tokens(bundle, captions)), dim=-1)  # (N_txt, D)
-    return clip_loss(image, text, owner, bundle.model.logit_scale.exp())
-
-
-def clip_loss(image: torch.Tensor, text: torch.Tensor, owner: torch.Tensor,
-              scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric multi-positive InfoNCE.
-
-    Args:
-        image: (B, D) normalised image embeddings.
-        text: (N_txt, D) normalised caption embeddings.
-        owner: (N_txt,) index of each caption's image in ``image``.
-        scale: the logit scale (exp of the learnable log scale).
-    """
-    logits = scale * text @ image.T  # (N_txt, B)
-    t2i = F.cross_entropy(logits, owner)
-    per_image = logits.T  # (B, N_txt)
-    mine = owner[None, :] == torch.arange(image.shape[0])[:, None]  # (B, N_txt)
-    positive = per_image.masked_fill(~mine, float("-inf")).logsumexp(dim=1)  # (B,)
-    i2t = (per_image.logsumexp(dim=1) - positive).mean()
-    return (t2i + i2t) / 2
+    return info_nce(text, image, bundle.model.logit_scale.exp(), owner)
 
 
 def _tokens(bundle: ClipBundle, captions: Sequence[str]) -> torch.Tensor:

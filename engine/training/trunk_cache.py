@@ -21,20 +21,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from engine.dihedral import dihedral_view
+
 logger = logging.getLogger(__name__)
 
 BATCH = 32
-# The eight symmetries of the square; view 0 is the image as it is.
-DIHEDRAL: tuple[tuple[Image.Transpose, ...], ...] = (
-    (),
-    (Image.Transpose.FLIP_LEFT_RIGHT,),
-    (Image.Transpose.ROTATE_90,),
-    (Image.Transpose.FLIP_TOP_BOTTOM,),
-    (Image.Transpose.ROTATE_270,),
-    (Image.Transpose.ROTATE_180,),
-    (Image.Transpose.TRANSPOSE,),
-    (Image.Transpose.TRANSVERSE,),
-)
 
 
 @dataclass
@@ -50,18 +41,18 @@ class SplitTrunk:
         h = trunk.bn1(trunk.conv_stem(pixels))
         for block in trunk.blocks[: self.cut]:
             h = block(h)
-        return h  # type: ignore[no-any-return]
+        return h
 
     def pooled(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, 1280) pooled trunk output."""
         trunk = self.visual.trunk
         for block in trunk.blocks[self.cut:]:
             maps = block(maps)
-        return trunk.global_pool(trunk.bn2(trunk.conv_head(maps)))  # type: ignore[no-any-return]
+        return trunk.global_pool(trunk.bn2(trunk.conv_head(maps)))
 
     def tail(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, embed_dim) CLIP image embedding (not normalised)."""
-        return self.visual.head(self.pooled(maps))  # type: ignore[no-any-return]
+        return self.visual.head(self.pooled(maps))
 
     def trainable_modules(self) -> list[nn.Module]:
         trunk = self.visual.trunk
@@ -120,7 +111,7 @@ def _compute_maps(split: SplitTrunk, paths: Sequence[Path],
             image = open_rgb(paths[index])
             if image is not None:
                 kept.append(index)
-                images.append(_apply(image, DIHEDRAL[view]))
+                images.append(dihedral_view(image, view))
         if images:
             pixels = torch.stack([preprocess(im) for im in images])  # (B, 3, H, W)
             pixels = pixels.contiguous(memory_format=torch.channels_last)
@@ -132,10 +123,6 @@ def _compute_maps(split: SplitTrunk, paths: Sequence[Path],
     return torch.cat(chunks), kept
 
 
-def _apply(image: Image.Image, ops: tuple[Image.Transpose, ...]) -> Image.Image:
-    for op in ops:
-        image = image.transpose(op)
-    return image
 
 
 def open_rgb(path: Path) -> Image.Image | None:

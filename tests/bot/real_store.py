@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.gallery_builder import SourceImage, add_images
+from bot.gallery_builder import add_images
 from bot.service.conversation import ConversationService
-from bot.store_adapter import StoreAdapter
+from bot.service.store_adapter import StoreAdapter
+from engine.training.data import CaptionedImage
 from store import GalleryConfig, Store, StoreConfig, open_store
 from tests.bot.conftest import GALLERY, RSICD, TEST_BOT
 from tests.fake_engine import FakeEngine
@@ -21,7 +22,7 @@ def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000) -> St
     """Open the store in ``folder``; index the 12 test gallery images when it is empty."""
     store = open_store(store_config(folder, private_cap))
     if len(store.gallery) == 0:
-        sources = [SourceImage(RSICD / name, label=label) for name, label in GALLERY]
+        sources = [CaptionedImage(RSICD / name, label=label) for name, label in GALLERY]
         assert add_images(store, engine, sources).added == len(GALLERY)
         engine.embed_calls = 0
     return store

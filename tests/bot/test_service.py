@@ -115,7 +115,7 @@ async def test_reset_history_export_forget(service: ConversationService) -> None
     history = await service.history(ALICE)
     assert history.startswith("You: what is this? [image]")
     archive = zipfile.ZipFile(io.BytesIO(await service.export(ALICE)))
-    assert "conversation.json" in archive.namelist()
+    assert "data.json" in archive.namelist()
     assert any(name.startswith("images/") for name in archive.namelist())
     assert "New conversation" in await service.reset(ALICE)
     assert await service.history(ALICE) == "This conversation is empty."

@@ -16,14 +16,15 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bot.errors import UserFacingError
-from bot.gallery_builder import SourceImage, add_images
+from bot.gallery_builder import add_images
 from bot.service.conversation import ConversationService, UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
+from engine.training.data import CaptionedImage
 from engine.types import TextPart
 from store import Store
-from store.models import Conversation, Embedding, Message, ShownImage, User
-from store.models import Image as ImageRow
+from store.tables import Conversation, Embedding, Message, ShownImage, User
+from store.tables import Image as ImageRow
 from tests.bot.conftest import RSICD, jpeg
 from tests.bot.real_store import open_filled, real_service
 from tests.fake_engine import FakeEngine
@@ -56,7 +57,7 @@ async def test_photo_is_described_stored_and_used_in_follow_up(
     assert [t.role for t in engine.last_dialogue] == ["user", "assistant", "user"]
     assert engine.last_dialogue[0] == image_turn(caption_prompt(1), sha)
     assert engine.embed_calls == 1, "embedded once, then read from the store's cache"
-    assert set(real_store.repo.get_embeddings([sha], engine.encoder_id)) == {sha}
+    assert set(real_store.embeddings.get([sha], engine.encoder_id)) == {sha}
 
 
 async def test_search_and_more_never_repeat(svc: ConversationService) -> None:
@@ -84,7 +85,7 @@ async def test_private_uploads_only_for_their_owner(
     svc: ConversationService, real_store: Store, engine: FakeEngine
 ) -> None:
     bob = uid(real_store, BOB)
-    private = SourceImage(RSICD / "00200.jpg", label="bob's own")
+    private = CaptionedImage(RSICD / "00200.jpg", label="bob's own")
     add_images(real_store, engine, [private], owner_user_id=bob, visibility="private")
     assert (await svc.similar(BOB, jpeg("00200.jpg"))).hits[0].label == "bob's own"
     labels = [h.label for h in (await svc.similar(ALICE, jpeg("00200.jpg"))).hits]
@@ -147,8 +148,8 @@ async def test_restart_keeps_conversation_and_search(tmp_path: Path, engine: Fak
 
 
 def test_stored_query_round_trips(real_store: Store, engine: FakeEngine) -> None:
-    from bot.storage import SavedSearch
-    from bot.store_adapter import StoreAdapter
+    from bot.service.store_adapter import StoreAdapter
+    from bot.service.store_port import SavedSearch
 
     adapter = StoreAdapter(real_store, engine.bridge_id)
     user = adapter.user_id("test", "dana", None)

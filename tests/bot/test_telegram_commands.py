@@ -17,7 +17,8 @@ async def test_history_reset_about(api: BotApiStub, bot: BotRunner) -> None:
     await api.push_text(USER, "/reset")
     await api.push_text(USER, "/history")
     await api.push_text(USER, "/about")
-    await api.wait_for(lambda: any("Gallery: 12 images" in t for t in api.texts(USER)))
+    # The 12 public images and the photo, now the chat's own (the real store counts both).
+    await api.wait_for(lambda: any("Gallery: 13 images" in t for t in api.texts(USER)))
     texts = api.texts(USER)
     assert any(t.startswith("You: what is it? [image]") for t in texts)
     assert any(t.startswith("New conversation") for t in texts)
@@ -29,7 +30,7 @@ async def test_export_sends_an_archive(api: BotApiStub, bot: BotRunner) -> None:
     await api.push_text(USER, "/export")
     await api.wait_for(lambda: bool(api.sent("sendDocument", USER)))
     data = next(iter(api.sent("sendDocument", USER)[0].files.values()))
-    assert "conversation.json" in zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert "data.json" in zipfile.ZipFile(io.BytesIO(data)).namelist()
 
 
 async def test_forget_needs_confirmation(api: BotApiStub, bot: BotRunner) -> None:

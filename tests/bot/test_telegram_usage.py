@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from bot.service.conversation import ConversationService
-from bot.store_adapter import StoreAdapter
+from bot.service.store_adapter import StoreAdapter
 from bot.usage import UsageGuard, admin_ids
 from store import Store
 from tests.bot.bot_api_stub import BotApiStub

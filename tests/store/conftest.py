@@ -37,16 +37,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = postgres_admin_url()
     if admin is None:
         pytest.skip(f"PostgreSQL run skipped: {POSTGRES_ENV} is not set")
-    yield from _fresh_postgres(admin)
+    yield from fresh_postgres(admin)
 
 
-def _fresh_postgres(admin: str) -> Iterator[str]:
+def fresh_postgres(admin: str) -> Iterator[str]:
     name = f"capret_test_{uuid.uuid4().hex[:12]}"
     try:
         engine = create_engine(admin, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server is a failure
+    except Exception as exc:
         pytest.fail(f"{POSTGRES_ENV} is set but PostgreSQL is unreachable: {exc}")
     _backends_run.add("postgresql")
     try:

@@ -25,7 +25,7 @@ def test_fifty_concurrent_writers(store: Store) -> None:
                     parts.append(NewImage.from_bytes(png(n % 7)))  # shared across users
                 store.repo.append_turn(user_id, "user", parts)
                 store.repo.load_context(user_id)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(u, n)) for n, u in enumerate(users)]
@@ -50,7 +50,7 @@ def test_concurrent_first_contact_creates_one_user_and_one_conversation(store: S
             start.wait()
             user = store.repo.get_or_create_user("telegram", 555)
             ids.append(store.repo.append_turn(user.id, "user", ["hi"]).conversation_id)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=first_message) for _ in range(16)]

@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from store import StoreConfig, open_store
-from store.models import Image
-from store.sql import referenced_shas
+from store.image_refs import referenced_shas
+from store.tables import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 ACKS_BEFORE_KILL = 150

@@ -1,6 +1,7 @@
 """Chats' private galleries on the real store (SQLite, and PostgreSQL when configured): each
 image once per chat, only the owner sees it, a per-chat cap, forget, restart, the database's
-own guard against duplicates."""
+own guard against duplicates.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store import GalleryEntry, NewImage, Store, StoreConfig, open_store
 from store import faiss_index as fx
-from store.models import GalleryItem, utcnow
+from store.tables import GalleryItem, utcnow
 from tests.store.conftest import png
 
 DIM = 16
@@ -111,7 +112,7 @@ def test_forget_removes_one_chats_rows_vectors_and_files_only(store: Store) -> N
     owners = _owners(store)
     own = {name: set(_upload(store, uid, range(300 + 10 * n, 302 + 10 * n))[0])
            for n, (name, uid) in enumerate(owners.items())}
-    report = store.repo.forget_user(owners["group-a"])
+    report = store.user_data.forget(owners["group-a"])
     assert report.gallery_items == 2
     assert not any(store.blobs.exists(sha) for sha in own["group-a"])
     assert store.gallery.private_count(owners["group-a"]) == 0
@@ -153,7 +154,7 @@ def test_uploads_append_to_the_index_tail_replayed_on_open(
     owners = _owners(store)
     own = {name: set(_upload(store, uid, range(500 + 10 * n, 502 + 10 * n))[0])
            for n, (name, uid) in enumerate(owners.items())}
-    store.repo.forget_user(owners["bob"])
+    store.user_data.forget(owners["bob"])
     assert index_file.stat().st_mtime_ns == written, "an upload appends; it does not rewrite"
     assert fx.tail_path(index_file).stat().st_size > 0
     store.close()

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from store import MissingImageError, NewImage, Store, StoredPart, UnknownUserError
-from store.models import Image, Message, MessagePart
 from store.repository import Repository
+from store.tables import Image, Message, MessagePart
 from tests.store.conftest import blob_files, png
 
 
@@ -43,7 +43,8 @@ def test_failure_between_parts_leaves_nothing(
         original(self, *args)
 
     monkeypatch.setattr(Repository, "_insert_part", failing)
-    parts = ["a", NewImage.from_bytes(png(2)), "c", NewImage.from_bytes(png(3))]
+    parts: list[str | NewImage] = ["a", NewImage.from_bytes(png(2)), "c",
+                                   NewImage.from_bytes(png(3))]
     with pytest.raises(RuntimeError, match="injected"):
         store.repo.append_turn(user.id, "user", parts)
     assert calls["n"] == 3  # the failure really happened after two parts were inserted

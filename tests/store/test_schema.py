@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from store import SchemaTooNewError, StoreConfig, StoreError, open_store
 from store.db import Database
-from store.models import Base
 from store.schema import check_schema, current_revision, head_revision, upgrade
+from store.tables import Base
 
 
 def test_open_upgrades_an_empty_database_to_head(tmp_path: Path, database_url: str) -> None:

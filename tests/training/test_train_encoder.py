@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from engine.training.config import DatasetSource, EncoderTrainConfig
-from engine.training.train_encoder import clip_loss, train_encoder
+from engine.training.contrastive import info_nce
+from engine.training.train_encoder import train_encoder
 from tests.paths import RSICD
 
 
@@ -19,8 +20,8 @@ def test_multi_positive_loss_prefers_the_right_pairs() -> None:
     image = torch.nn.functional.normalize(torch.eye(2, 4), dim=-1)  # (2, 4)
     text = image[[0, 0, 1]]  # two captions of image 0, one of image 1
     owner = torch.tensor([0, 0, 1])
-    right = clip_loss(image, text, owner, torch.tensor(10.0))
-    wrong = clip_loss(image, text, torch.tensor([1, 1, 0]), torch.tensor(10.0))
+    right = info_nce(text, image, torch.tensor(10.0), owner)
+    wrong = info_nce(text, image, torch.tensor(10.0), torch.tensor([1, 1, 0]))
     assert float(right) < 0.01 < float(wrong)
 
 

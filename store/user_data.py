@@ -1,4 +1,4 @@
-"""Repository parts beyond turns: embedding cache, shown images, feedback, export, forget."""
+"""A user's data out (export as one zip) and gone (forget: rows, files, gallery vectors)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from store.blobs import BlobStore
 from store.db import Database
 from store.errors import UnknownUserError
-from store.models import (
+from store.gallery import Gallery
+from store.image_refs import delete_unreferenced_files, delete_unreferenced_images
+from store.sql import chunks
+from store.tables import (
     Conversation,
-    Embedding,
     Feedback,
     GalleryItem,
     Image,
@@ -29,77 +29,20 @@ from store.models import (
     MessagePart,
     ShownImage,
     User,
-    utcnow,
 )
-from store.sql import chunks, existing_images, insert_ignore, referenced_shas
 from store.types import ForgetReport
 
 logger = logging.getLogger(__name__)
+EXPORT_JSON = "data.json"
 
 
-class CacheMixin:
-    """Image embeddings keyed by (sha256, encoder id); images shown per conversation."""
+class UserData:
+    """Export and forget one user, across the database, the image files and the gallery."""
 
-    db: Database
+    def __init__(self, db: Database, blobs: BlobStore, gallery: Gallery) -> None:
+        self.db, self.blobs, self.gallery = db, blobs, gallery
 
-    def get_embeddings(self, shas: Iterable[str], encoder_id: str) -> dict[str, np.ndarray]:
-        """Cached embeddings (float32) of those images made by that encoder; misses absent."""
-        wanted = sorted(set(shas))
-        found: dict[str, np.ndarray] = {}
-        with self.db.read() as s:
-            for part in chunks(wanted):
-                rows = s.scalars(select(Embedding).where(
-                    Embedding.encoder_id == encoder_id, Embedding.image_sha256.in_(part)))
-                for row in rows:
-                    found[row.image_sha256] = np.frombuffer(row.vector, dtype="<f4").copy()
-        return found
-
-    def put_embeddings(self, encoder_id: str, vectors: Mapping[str, np.ndarray]) -> None:
-        """Cache embeddings of stored images (first writer wins on a race)."""
-        rows = [{"image_sha256": sha, "encoder_id": encoder_id, "dim": int(v.size),
-                 "vector": np.ascontiguousarray(v, dtype="<f4").tobytes(), "created_at": utcnow()}
-                for sha, v in vectors.items()]
-        with self.db.write() as s:
-            insert_ignore(s, Embedding.__table__, rows)
-
-    def mark_shown(self, conversation_id: int, shas: Iterable[str]) -> None:
-        """Record images shown in a conversation (later searches exclude them)."""
-        rows = [{"conversation_id": conversation_id, "image_sha256": sha, "shown_at": utcnow()}
-                for sha in dict.fromkeys(shas)]
-        with self.db.write() as s:
-            insert_ignore(s, ShownImage.__table__, rows)
-
-    def shown_images(self, conversation_id: int) -> set[str]:
-        """Hashes of the images already shown in the conversation."""
-        with self.db.read() as s:
-            return set(s.scalars(select(ShownImage.image_sha256)
-                                 .where(ShownImage.conversation_id == conversation_id)))
-
-    def add_feedback(
-        self, user_id: int, message_id: int, rating: int, comment: str | None = None
-    ) -> int:
-        """Record a user's rating (e.g. +1/-1) of a reply in one of their conversations."""
-        with self.db.write() as s:
-            owner = s.scalar(select(Conversation.user_id).join(Message).where(
-                Message.id == message_id))
-            if owner != user_id:
-                raise KeyError(f"user {user_id} has no message {message_id}")
-            row = Feedback(message_id=message_id, user_id=user_id, rating=rating,
-                           comment=comment, created_at=utcnow())
-            s.add(row)
-            s.flush()
-            return row.id
-
-
-class UserDataMixin:
-    """A user's data out (export) and gone (forget)."""
-
-    db: Database
-    blobs: BlobStore
-    # Set by the Store: drops gallery ids from the vector index after their rows are gone.
-    on_gallery_removed: Callable[[list[int]], None] | None = None
-
-    def export_user(self, user_id: int, dest: str | Path) -> Path:
+    def export(self, user_id: int, dest: str | Path) -> Path:
         """Write the user's data as one zip: ``data.json`` plus ``images/<sha256>.<ext>``."""
         with self.db.read() as s:
             data = _user_data(s, user_id)
@@ -109,7 +52,7 @@ class UserDataMixin:
         os.close(fd)
         try:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("data.json", json.dumps(data, indent=1, default=str))
+                archive.writestr(EXPORT_JSON, json.dumps(data, indent=1, default=str))
                 for image in data["images"]:
                     sha = image["sha256"]
                     if self.blobs.exists(sha):
@@ -121,8 +64,10 @@ class UserDataMixin:
             raise
         return dest
 
-    def forget_user(self, user_id: int) -> ForgetReport:
-        """Delete every row of the user and every image file only they referenced."""
+    def forget(self, user_id: int) -> ForgetReport:
+        """Delete every row of the user, their gallery vectors and every image file only
+        they referenced.
+        """
         with self.db.write() as s:
             if s.get(User, user_id) is None:
                 raise UnknownUserError(f"no user with id {user_id}")
@@ -130,17 +75,12 @@ class UserDataMixin:
             gallery_ids = list(s.scalars(select(GalleryItem.id)
                                          .where(GalleryItem.owner_user_id == user_id)))
             rows = _delete_user_rows(s, user_id)
-            rows += _delete_unreferenced_images(s, candidates)
-        if gallery_ids and self.on_gallery_removed is not None:
-            self.on_gallery_removed(gallery_ids)
-        with self.blobs.deleting():
-            files = self.blobs.delete_unreferenced(candidates, self._rows_for)
+            rows += delete_unreferenced_images(s, candidates)
+        if gallery_ids:
+            self.gallery.discard(gallery_ids)
+        files = delete_unreferenced_files(self.db, self.blobs, candidates)
         logger.info("forgot user %d: %d rows, %d files", user_id, rows, files)
         return ForgetReport(rows=rows, files=files, gallery_items=len(gallery_ids))
-
-    def _rows_for(self, shas: list[str]) -> set[str]:
-        with self.db.read() as s:
-            return existing_images(s, shas)
 
 
 def _user_conversations(user_id: int) -> Any:
@@ -176,18 +116,6 @@ def _delete_user_rows(s: Session, user_id: int) -> int:
         delete(User).where(User.id == user_id),
     ]
     return sum(int(s.execute(stmt).rowcount) for stmt in statements)  # type: ignore[attr-defined,misc]
-
-
-def _delete_unreferenced_images(s: Session, candidates: Sequence[str]) -> int:
-    still = referenced_shas(s, candidates)
-    gone = [sha for sha in candidates if sha not in still]
-    rows = 0
-    for part in chunks(gone):
-        for stmt in (delete(Embedding).where(Embedding.image_sha256.in_(part)),
-                     delete(ShownImage).where(ShownImage.image_sha256.in_(part)),
-                     delete(Image).where(Image.sha256.in_(part))):
-            rows += int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
-    return rows
 
 
 def _user_data(s: Session, user_id: int) -> dict[str, Any]:

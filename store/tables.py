@@ -45,6 +45,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 class Base(DeclarativeBase):
+    """The tables' common base: constraint names follow NAMING (stable for Alembic)."""
+
     metadata = MetaData(naming_convention=NAMING)
 
 

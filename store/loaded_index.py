@@ -1,4 +1,7 @@
-"""The gallery's in-memory state: the FAISS index plus who may see each id."""
+"""The gallery's loaded index: the FAISS index in memory plus, per id, who may see it and its
+image's sha256. ``store.gallery`` loads it from the index file (or rebuilds it from the
+database rows when they disagree) and swaps it on every change.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ ABSENT, PUBLIC, NOBODY = -2, -1, -3
 
 
 @dataclass
-class GalleryState:
+class LoadedIndex:
     """Index, its meta, and per id: its visibility owner (PUBLIC, a user id, ...) and sha256."""
 
     index: Any | None
@@ -34,12 +37,12 @@ class GalleryState:
     _bridges: set[str] = field(default_factory=set)
 
     @classmethod
-    def empty(cls, stamp: int | None) -> GalleryState:
+    def empty(cls, stamp: int | None) -> LoadedIndex:
         return cls(None, None, stamp)
 
     @classmethod
     def from_rows(cls, rows: Sequence[dict[str, Any]], index: Any, meta: fx.IndexMeta,
-                  stamp: int | None, tail: fx.Tail | None = None) -> GalleryState:
+                  stamp: int | None, tail: fx.Tail | None = None) -> LoadedIndex:
         state = cls(index, meta, stamp, tail=tail or fx.Tail())
         state._note([r["id"] for r in rows], [r["image_sha256"] for r in rows],
                     [_owner_code(r["visibility"], r["owner_user_id"]) for r in rows])
@@ -72,7 +75,7 @@ class GalleryState:
                 and int(self.index.ntotal) == meta.count and self._bridges <= {meta.bridge_id})
 
     def with_added(self, ids: Sequence[int], entries: Sequence[GalleryEntry], x: np.ndarray,
-                   bridge_id: str, config: GalleryConfig) -> GalleryState:
+                   bridge_id: str, config: GalleryConfig) -> LoadedIndex:
         """Add vectors (normalised, (N, D)) under ``ids`` to the index (built if none)."""
         if self.index is None or self.meta is None or self.count == 0:
             self.index = fx.build_index(config.index, x.shape[1], config, x)
@@ -82,7 +85,7 @@ class GalleryState:
         self.meta = fx.IndexMeta.of(bridge_id, x.shape[1], config.index, self.ids())
         return self
 
-    def without(self, ids: Sequence[int]) -> GalleryState:
+    def without(self, ids: Sequence[int]) -> LoadedIndex:
         """Remove ids from the index (flat and IVF remove in place)."""
         known = [i for i in ids if 0 <= i < self.owner.size and self.owner[i] != ABSENT]
         if self.index is not None and known:
@@ -102,7 +105,8 @@ class GalleryState:
     def allowed(self, user_id: int | None, exclude: Iterable[str],
                 only_own: bool = False) -> np.ndarray:
         """Packed bitmap of the ids this user may get: public plus their own (only their own
-        with ``only_own``), minus excluded."""
+        with ``only_own``), minus excluded.
+        """
         if only_own:
             bits = fx.bitmap(np.zeros(0, dtype=np.int64), self.owner.size)
         else:
@@ -128,7 +132,8 @@ class GalleryState:
     def best_per_image(self, pairs: list[tuple[int, float]],
                        user_id: int | None) -> list[tuple[int, float]]:
         """One (id, score) per image, best first: a public image a chat also sent counts once
-        (shown as the chat's own, so its caption says so)."""
+        (shown as the chat's own, so its caption says so).
+        """
         best: dict[str, tuple[int, float]] = {}  # insertion order: best score first
         for i, score in pairs:
             sha = self.id_sha.get(i)

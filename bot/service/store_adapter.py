@@ -1,4 +1,5 @@
-"""ConversationStore over the ``store`` package: repository, image files and FAISS gallery.
+"""``StoreAdapter``: the service's ``StorePort`` over ``store.Store`` (its repository, image
+files, embedding cache, shown images, user data and FAISS gallery).
 
 Engine turns map to stored turns one to one (text parts and image references by sha256). The
 images the service stores are its decoded, re-encoded PNGs, named by the sha256 of those bytes,
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.replies import Hit
-from bot.storage import SavedSearch, UploadsIndexed
+from bot.service.store_port import SavedSearch, UploadsIndexed
 from engine.types import ImagePart, Part, TextPart, Turn
 from store import (
     GalleryEntry,
@@ -39,7 +40,7 @@ CAP_TOLD = "gallery_cap_told"
 
 
 class StoreAdapter:
-    """The service's ConversationStore on a real ``store.Store``; thread-safe like the store."""
+    """The service's StorePort on a real ``store.Store``; thread-safe like the store."""
 
     def __init__(self, store: Store, bridge_id: str) -> None:
         self.store = store
@@ -70,10 +71,10 @@ class StoreAdapter:
 
     def export(self, user_id: int) -> bytes:
         with tempfile.TemporaryDirectory(prefix="capret-export-") as folder:
-            return self.repo.export_user(user_id, Path(folder) / "export.zip").read_bytes()
+            return self.store.user_data.export(user_id, Path(folder) / "export.zip").read_bytes()
 
     def forget(self, user_id: int) -> None:
-        report = self.repo.forget_user(user_id)
+        report = self.store.user_data.forget(user_id)
         logger.info("forgot user %d (%d rows, %d files)", user_id, report.rows, report.files)
 
     # ----- images and embeddings
@@ -90,18 +91,18 @@ class StoreAdapter:
         return self.store.blobs.get(sha256)
 
     def cached_embeddings(self, sha256s: Sequence[str], encoder_id: str) -> dict[str, np.ndarray]:
-        return self.repo.get_embeddings(sha256s, encoder_id)
+        return self.store.embeddings.get(sha256s, encoder_id)
 
     def cache_embeddings(self, vectors: dict[str, np.ndarray], encoder_id: str) -> None:
-        self.repo.put_embeddings(encoder_id, vectors)
+        self.store.embeddings.put(encoder_id, vectors)
 
     # ----- searches
     def shown(self, user_id: int) -> set[str]:
-        return self.repo.shown_images(self.repo.active_conversation(user_id))
+        return self.store.shown.of(self.repo.active_conversation(user_id))
 
     def mark_shown(self, user_id: int, sha256s: Sequence[str]) -> None:
         if sha256s:
-            self.repo.mark_shown(self.repo.active_conversation(user_id), sha256s)
+            self.store.shown.mark(self.repo.active_conversation(user_id), sha256s)
 
     def remember_search(self, user_id: int, search: SavedSearch) -> None:
         vector = np.ascontiguousarray(search.query, dtype="<f4").tobytes()
@@ -123,7 +124,7 @@ class StoreAdapter:
                only_own: bool = False) -> list[Hit]:
         hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
                                          exclude=exclude, only_own=only_own)
-        return [self._hit(h, user_id) for h in hits]
+        return [to_hit(h, self.store.blobs.path(h.sha256), user_id) for h in hits]
 
     def index_uploads(self, user_id: int, sha256s: Sequence[str],
                       vectors: np.ndarray) -> UploadsIndexed:
@@ -154,21 +155,21 @@ class StoreAdapter:
     def close(self) -> None:
         self.store.close()
 
-    def _hit(self, hit: GalleryHit, user_id: int) -> Hit:
-        label = hit.label or hit.caption or ""
-        own = hit.visibility == "private" and hit.owner_user_id == user_id
-        return Hit(hit.item_id, label, hit.score, self.store.blobs.path(hit.sha256), hit.sha256,
-                   hit.added_at if own else None)
+
+def to_hit(hit: GalleryHit, path: Path, user_id: int | None = None) -> Hit:
+    """A gallery hit as a reply shows it: labelled by its label (else its caption), its file
+    at ``path``, and ``sent_at`` set when it is ``user_id``'s own private image.
+    """
+    own = hit.visibility == "private" and user_id is not None and hit.owner_user_id == user_id
+    return Hit(hit.item_id, hit.label or hit.caption or "", hit.score, path, hit.sha256,
+               hit.added_at if own else None)
 
 
 def to_turn(turn: StoredTurn) -> Turn:
     """A stored turn as the engine sees it."""
-    parts: list[Part] = []
-    for part in turn.parts:
-        if part.kind == "image" and part.sha256 is not None:
-            parts.append(ImagePart(part.sha256))
-        elif part.text is not None:
-            parts.append(TextPart(part.text))
+    parts: list[Part] = [  # a StoredPart holds exactly one of sha256 and text
+        ImagePart(p.sha256) if p.sha256 is not None else TextPart(p.text or "")
+        for p in turn.parts]
     return Turn(turn.role, tuple(parts))
 
 

@@ -1,4 +1,6 @@
-"""Embedding cache, shown images, feedback, export and forget."""
+"""The store's parts beside conversations: embedding cache, shown images, feedback, export
+and forget.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from store import GalleryEntry, NewImage, Store, UnknownUserError
-from store.models import Base
+from store.tables import Base
 from tests.store.conftest import png
 
 
@@ -26,30 +28,31 @@ def test_embedding_cache_is_keyed_by_sha_and_encoder(store: Store) -> None:
     image = NewImage.from_bytes(png(1))
     store.repo.append_turn(user.id, "user", [image])
     vector = np.arange(5, dtype=np.float32)
-    store.repo.put_embeddings("enc-a", {image.sha256: vector})
-    store.repo.put_embeddings("enc-a", {image.sha256: vector + 1})  # first writer wins
-    got = store.repo.get_embeddings([image.sha256, "f" * 64], "enc-a")
+    store.embeddings.put("enc-a", {image.sha256: vector})
+    store.embeddings.put("enc-a", {image.sha256: vector + 1})  # first writer wins
+    got = store.embeddings.get([image.sha256, "f" * 64], "enc-a")
     assert list(got) == [image.sha256]
     np.testing.assert_array_equal(got[image.sha256], vector)
-    assert store.repo.get_embeddings([image.sha256], "enc-b") == {}
+    assert store.embeddings.get([image.sha256], "enc-b") == {}
 
 
 def test_shown_images_are_per_conversation(store: Store) -> None:
     user = store.repo.get_or_create_user("telegram", 2)
     image = NewImage.from_bytes(png(2))
     conv = store.repo.append_turn(user.id, "assistant", [image]).conversation_id
-    store.repo.mark_shown(conv, [image.sha256, image.sha256])
-    assert store.repo.shown_images(conv) == {image.sha256}
-    assert store.repo.shown_images(store.repo.reset(user.id)) == set()
+    store.shown.mark(conv, [image.sha256, image.sha256])
+    assert store.shown.of(conv) == {image.sha256}
+    assert store.shown.of(store.repo.reset(user.id)) == set()
 
 
 def test_feedback_only_on_own_messages(store: Store) -> None:
     a = store.repo.get_or_create_user("telegram", 3)
     b = store.repo.get_or_create_user("telegram", 4)
     reply = store.repo.append_turn(a.id, "assistant", ["an answer"])
-    assert store.repo.add_feedback(a.id, reply.message_id, 1, "good") > 0
+    store.feedback.rate(a.id, reply.message_id, 1, "good")
+    assert store.feedback.rating(a.id, reply.message_id) == 1
     with pytest.raises(KeyError):
-        store.repo.add_feedback(b.id, reply.message_id, -1)
+        store.feedback.rate(b.id, reply.message_id, -1)
 
 
 def test_export_holds_json_and_image_files(store: Store, tmp_path: Path) -> None:
@@ -59,7 +62,7 @@ def test_export_holds_json_and_image_files(store: Store, tmp_path: Path) -> None
     store.repo.append_turn(user.id, "assistant", ["reply"])
     store.repo.reset(user.id)
     store.repo.append_turn(user.id, "user", ["second conversation"])
-    archive = store.repo.export_user(user.id, tmp_path / "out" / "export.zip")
+    archive = store.user_data.export(user.id, tmp_path / "out" / "export.zip")
     with zipfile.ZipFile(archive) as z:
         data = json.loads(z.read("data.json"))
         assert z.read(f"images/{image.sha256}.png") == image.data
@@ -76,14 +79,15 @@ def test_forget_leaves_no_trace_but_keeps_shared_images(store: Store) -> None:
     private = NewImage.from_bytes(png(4))
     shared = NewImage.from_bytes(png(5))
     before = _all_rows(store)
-    reply = store.repo.append_turn(gone.id, "user", ["secret", private, shared])
-    store.repo.add_feedback(gone.id, reply.message_id, 1)
-    store.repo.put_embeddings("enc", {private.sha256: np.ones(3, np.float32)})
-    store.repo.mark_shown(reply.conversation_id, [shared.sha256])
+    asked = store.repo.append_turn(gone.id, "user", ["secret", private, shared])
+    reply = store.repo.append_turn(gone.id, "assistant", ["an answer"])
+    store.feedback.rate(gone.id, reply.message_id, 1)
+    store.embeddings.put("enc", {private.sha256: np.ones(3, np.float32)})
+    store.shown.mark(asked.conversation_id, [shared.sha256])
     store.gallery.add([GalleryEntry(private.sha256, owner_user_id=gone.id,
                                     visibility="private")], np.ones((1, 4)), "b")
     kept = store.repo.append_turn(other.id, "user", [shared])
-    report = store.repo.forget_user(gone.id)
+    report = store.user_data.forget(gone.id)
 
     assert report.files == 1 and report.gallery_items == 1
     assert set(store.blobs.all_shas()) == {shared.sha256}

@@ -1,7 +1,12 @@
-"""What the conversation service needs from persistence: the boundary it codes against.
+"""``StorePort``: what the conversation service needs from persistence, the boundary it
+codes against.
 
-``bot.store_adapter`` implements it over ``store``; tests may use an in-memory one. Methods are
-synchronous (the service runs them in worker threads), one unit of work each.
+Persistence has three names, one per layer: ``store`` (the package; its facade ``store.Store``
+from ``open_store``), ``StorePort`` (this protocol, in the service's terms: engine turns, reply
+hits) and ``bot.service.store_adapter.StoreAdapter`` (the port over ``store.Store``). Tests use
+``tests/bot/memory_store.py``; ``tests/bot/test_store_port_contract.py`` runs both against one
+contract. Methods are synchronous (the service runs them in worker threads), one unit of work
+each.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from engine.types import Turn
 @dataclass(frozen=True)
 class SavedSearch:
     """A conversation's last search: its query (shared_dim,) and whether it was only among
-    the chat's own images (``/search mine``)."""
+    the chat's own images (``/search mine``).
+    """
 
     query: np.ndarray
     only_own: bool = False
@@ -36,7 +42,7 @@ class UploadsIndexed:
     first_overflow: bool = False
 
 
-class ConversationStore(Protocol):
+class StorePort(Protocol):
     """Users, conversations, images, embedding cache and the gallery, as the service sees them."""
 
     def user_id(self, transport: str, external_id: str, name: str | None) -> int:
@@ -111,13 +117,15 @@ class ConversationStore(Protocol):
                only_own: bool = False) -> list[Hit]:
         """The k best gallery images the user may see (public and their own; only their own
         with ``only_own``) for a (shared_dim,) query, skipping sha256s in ``exclude``. Their
-        own images carry ``sent_at``."""
+        own images carry ``sent_at``.
+        """
         ...
 
     def index_uploads(self, user_id: int, sha256s: Sequence[str],
                       vectors: np.ndarray) -> UploadsIndexed:
         """Add images the chat sent (stored already) to its private gallery, each once, with
-        their (N, shared_dim) vectors; past the cap its oldest leave."""
+        their (N, shared_dim) vectors; past the cap its oldest leave.
+        """
         ...
 
     def private_count(self, user_id: int) -> int:
@@ -125,7 +133,7 @@ class ConversationStore(Protocol):
         ...
 
     def gallery_size(self) -> int:
-        """How many images the gallery holds."""
+        """How many images the gallery holds: public ones and every chat's own."""
         ...
 
     def close(self) -> None:

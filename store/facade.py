@@ -1,4 +1,6 @@
-"""The store facade: one object that opens the database, image files and gallery."""
+"""The store's one facade: ``open_store`` opens the database, image files and gallery and
+hands out ``Store``, whose parts are each named for what they hold.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +11,48 @@ from pathlib import Path
 from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database, sqlite_url
+from store.embedding_cache import EmbeddingCache
 from store.errors import StoreError
 from store.feedback import FeedbackBook
 from store.footprints import Footprints
 from store.gallery import Gallery
+from store.image_refs import images_with_rows
 from store.repository import Repository
 from store.schema import check_schema, upgrade
-from store.sql import existing_images
+from store.shown_images import ShownImages
 from store.usage import UsageLedger
+from store.user_data import UserData
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Store:
-    """Everything that persists. ``repo``: conversations; ``blobs``: image files;
-    ``gallery``: the searchable image gallery. Thread-safe; one per process."""
+    """Everything that persists, one part per concern. Thread-safe; one per process."""
 
     config: StoreConfig
     db: Database
+    # Users, their images and conversations (turns, context windows).
     repo: Repository
+    # Image files, content-addressed by sha256.
     blobs: BlobStore
+    # The searchable gallery: rows plus the FAISS index file.
     gallery: Gallery
+    # Encoder embeddings by (sha256, encoder id).
+    embeddings: EmbeddingCache
+    # Gallery images already shown per conversation.
+    shown: ShownImages
+    # Ratings of replies.
+    feedback: FeedbackBook
+    # A user's data out (export) and gone (forget).
+    user_data: UserData
     # Per-person daily usage and model-call timings; footprints of georeferenced images.
     usage: UsageLedger
     footprints: Footprints
-    feedback: FeedbackBook
 
     @property
     def data_dir(self) -> Path:
+        """The folder of the SQLite file, image files and gallery index."""
         return Path(self.config.data_dir)
 
     def close(self) -> None:
@@ -46,7 +61,9 @@ class Store:
 
 
 def database_url(config: StoreConfig, url: str | None = None) -> str:
-    """The URL given (e.g. from CAPRET_DATABASE_URL), else SQLite in the data folder."""
+    """The URL given (the bot's entry points read it from CAPRET_DATABASE_URL), else SQLite in
+    the data folder.
+    """
     return url or sqlite_url(Path(config.data_dir) / config.database_file)
 
 
@@ -75,17 +92,11 @@ def open_store(config: StoreConfig, database_url_: str | None = None,
             upgrade(db)
         blobs = BlobStore(data / "images")
         if sweep:
-            blobs.sweep(lambda shas: _rows(db, shas))
+            blobs.sweep(lambda shas: images_with_rows(db, shas))
         gallery = Gallery(db, blobs, data / "gallery", config.gallery)
-        repo = Repository(db, blobs, config)
-        repo.on_gallery_removed = gallery.discard
     except BaseException:
         db.dispose()
         raise
-    return Store(config, db, repo, blobs, gallery, UsageLedger(db), Footprints(db),
-                 FeedbackBook(db))
-
-
-def _rows(db: Database, shas: list[str]) -> set[str]:
-    with db.read() as s:
-        return existing_images(s, shas)
+    return Store(config, db, Repository(db, blobs, config), blobs, gallery, EmbeddingCache(db),
+                 ShownImages(db), FeedbackBook(db), UserData(db, blobs, gallery),
+                 UsageLedger(db), Footprints(db))
