@@ -7,7 +7,9 @@ and printed as paths with scores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,25 +121,79 @@ def _split_image_args(rest: str) -> tuple[list[str], str]:
     return paths, " ".join(words)
 
 
+GREETING = "RS-CapRet terminal chat: /help for what I can do, /quit to leave."
+LOADING = "capret> (loading the model: this first reply takes a few seconds more)"
+
+
 async def chat(service: ConversationService, out_dir: Path) -> int:
     """Read lines from stdin until /quit or end of input."""
     terminal = TerminalChat(service, out_dir)
-    terminal.write("RS-CapRet terminal chat: /help for what I can do, /quit to leave.")
-    while True:
-        try:
-            line = await asyncio.to_thread(input, PROMPT)
-        except EOFError:
+    terminal.write(GREETING)
+    return await _until_quit(terminal)
+
+
+async def chat_while_loading(load: Callable[[], ConversationService], out_dir: Path,
+                             write: Callable[[str], None] = print) -> int:
+    """``chat``, but the prompt comes at once and ``load`` runs in a thread meanwhile.
+
+    Loading the engine and the store takes seconds, about the time it takes to type the first
+    message: the first message waits for what is left of it. A failed load ends the chat at
+    once with its error, even while the prompt is waiting for a line.
+    """
+    loading = asyncio.ensure_future(asyncio.to_thread(load))
+    write(GREETING)
+    first = asyncio.ensure_future(_read_line())
+    await asyncio.wait({loading, first}, return_when=asyncio.FIRST_COMPLETED)
+    error = loading.exception() if loading.done() else None
+    if error is not None:
+        first.cancel()
+        raise error
+    line = await first
+    if not loading.done():
+        write(LOADING)
+    service = await loading
+    try:
+        terminal = TerminalChat(service, out_dir, write)
+        if line is None or not await terminal.handle(line):
             return 0
+        return await _until_quit(terminal)
+    finally:
+        service.close()
+
+
+async def _until_quit(terminal: TerminalChat) -> int:
+    while (line := await _read_line()) is not None:
         if not await terminal.handle(line):
-            return 0
+            break
+    return 0
+
+
+async def _read_line() -> str | None:
+    """One line from stdin (None at its end), read in a daemon thread: a chat that ends while
+    the prompt waits must not wait for the user to press Enter before the process can exit.
+    """
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[str | None] = loop.create_future()
+
+    def deliver(line: str | None) -> None:
+        if not result.done():  # not cancelled meanwhile
+            result.set_result(line)
+
+    def read() -> None:
+        try:
+            line: str | None = input(PROMPT)
+        except EOFError:
+            line = None
+        with contextlib.suppress(RuntimeError):  # the chat (and its loop) ended meanwhile
+            loop.call_soon_threadsafe(deliver, line)
+
+    threading.Thread(target=read, name="capret-stdin", daemon=True).start()
+    return await result
 
 
 def run_terminal(config: AppConfig) -> int:
-    """The terminal chat over the configured engine and store."""
+    """The terminal chat over the configured engine and store, loaded behind the prompt."""
     from bot.app import build_service
 
-    service = build_service(config)
-    try:
-        return asyncio.run(chat(service, Path(config.store.data_dir) / "terminal"))
-    finally:
-        service.close()
+    return asyncio.run(chat_while_loading(lambda: build_service(config),
+                                          Path(config.store.data_dir) / "terminal"))

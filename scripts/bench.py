@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import torch
 import yaml
@@ -187,14 +188,15 @@ def temp_config(folder: Path) -> Path:
 
 
 def cold_start(launches: int) -> dict[str, float]:
-    """Seconds from starting ``capret run`` (terminal) to its first prompt.
+    """Seconds from starting ``capret run`` (terminal) to its first prompt, and to its answer
+    to a ``/help`` typed at once (the engine and store load behind the prompt).
 
     The best launch after the first, which fills the fresh data folder's gallery (with one
     launch: that one, page cache and converted weights warm from this run's engine).
     """
     env = {k: v for k, v in os.environ.items()
            if k not in ("TELEGRAM_BOT_TOKEN", "CAPRET_DATABASE_URL")}
-    times = []
+    prompts, answers = [], []
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as folder:
         config = temp_config(Path(folder))
         for _ in range(launches):
@@ -202,14 +204,23 @@ def cold_start(launches: int) -> dict[str, float]:
             child = subprocess.Popen([str(ROOT / ".venv/bin/capret"), "--config", str(config),
                                       "run"], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            assert child.stdout is not None
-            seen = b""
-            while b"you>" not in seen and (byte := child.stdout.read(1)):
-                seen += byte
-            times.append(time.perf_counter() - start)
+            assert child.stdin is not None and child.stdout is not None
+            _read_until(child.stdout, b"you>")
+            prompts.append(time.perf_counter() - start)
+            child.stdin.write(b"/help\n")
+            child.stdin.flush()
+            _read_until(child.stdout, b"I describe")
+            answers.append(time.perf_counter() - start)
             child.kill()
             child.wait()
-    return {"cold_start_s": min(times[1:] or times)}
+    return {"cold_start_s": min(prompts[1:] or prompts),
+            "cold_first_answer_s": min(answers[1:] or answers)}
+
+
+def _read_until(stream: IO[bytes], marker: bytes) -> None:
+    seen = b""
+    while marker not in seen and (byte := stream.read(1)):
+        seen += byte
 
 
 def bot_latency(users: int, messages: int) -> dict[str, float]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from bot.errors import UserFacingError
 from bot.service.conversation import ConversationService
-from bot.terminal import TerminalChat
+from bot.terminal import GREETING, LOADING, TerminalChat, chat_while_loading
 from tests.bot.conftest import RSICD
 
 
@@ -32,3 +36,47 @@ async def test_terminal_session(service: ConversationService, tmp_path: Path) ->
     await chat.handle("yes")
     assert "deleted" in out[-1]
     assert not await chat.handle("/quit")
+
+
+async def test_prompt_comes_before_the_model_has_loaded(
+        service: ConversationService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The greeting and prompt do not wait for the load; the first line waits for it, is
+    answered, and the service is closed when the chat ends.
+    """
+    release, asked = threading.Event(), threading.Event()
+    lines = iter(["what can you do with satellite images?", "/quit"])
+
+    def read(prompt: str) -> str:
+        asked.set()
+        return next(lines)
+
+    def load() -> ConversationService:
+        assert asked.wait(10), "the prompt waited for the load"
+        release.wait(10)
+        return service
+
+    closed: list[bool] = []
+    monkeypatch.setattr(service, "close", lambda: closed.append(True))
+    monkeypatch.setattr("builtins.input", read)
+    out: list[str] = []
+    chatting = asyncio.ensure_future(chat_while_loading(load, tmp_path, out.append))
+    while not asked.is_set():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert out == [GREETING, LOADING]  # the first line was read and waits for the load
+    release.set()
+    assert await asyncio.wait_for(chatting, 10) == 0
+    assert out[2].startswith("capret> ") and len(out) == 3  # the answer, then /quit
+    assert closed == [True]
+
+
+async def test_a_failed_load_ends_the_chat_while_the_prompt_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    never = threading.Event()
+    monkeypatch.setattr("builtins.input", lambda prompt: never.wait() and "")
+
+    def load() -> ConversationService:
+        raise UserFacingError("no trained bridge")
+
+    with pytest.raises(UserFacingError, match="no trained bridge"):
+        await asyncio.wait_for(chat_while_loading(load, tmp_path, lambda text: None), 10)
