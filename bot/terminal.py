@@ -9,17 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import AppConfig
 from bot.contact_sheet import contact_sheet
 from bot.errors import UserFacingError
 from bot.help_text import HELP
 from bot.replies import Reply
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.user_ref import UserRef
+
+if TYPE_CHECKING:  # the service imports torch: the prompt must not wait for it
+    from bot.service.conversation import ConversationService
 
 PROMPT = "you> "
 TERMINAL_HELP = HELP + "\n\nIn the terminal: /image PATH [question] attaches an image; " \
@@ -125,24 +130,22 @@ GREETING = "RS-CapRet terminal chat: /help for what I can do, /quit to leave."
 LOADING = "capret> (loading the model: this first reply takes a few seconds more)"
 
 
-async def chat(service: ConversationService, out_dir: Path) -> int:
-    """Read lines from stdin until /quit or end of input."""
-    terminal = TerminalChat(service, out_dir)
-    terminal.write(GREETING)
-    return await _until_quit(terminal)
-
-
 async def chat_while_loading(load: Callable[[], ConversationService], out_dir: Path,
                              write: Callable[[str], None] = print) -> int:
-    """``chat``, but the prompt comes at once and ``load`` runs in a thread meanwhile.
+    """Read lines from stdin until /quit or end of input; the prompt comes at once and ``load``
+    (the service: engine and store) runs in a thread meanwhile.
 
     Loading the engine and the store takes seconds, about the time it takes to type the first
     message: the first message waits for what is left of it. A failed load ends the chat at
     once with its error, even while the prompt is waiting for a line.
     """
-    loading = asyncio.ensure_future(asyncio.to_thread(load))
     write(GREETING)
-    first = asyncio.ensure_future(_read_line())
+    prompted = asyncio.Event()
+    first = asyncio.ensure_future(_read_line(prompted))
+    # Loading imports torch, whose native libraries load holding the GIL: start it only once
+    # the prompt is on the screen.
+    await prompted.wait()
+    loading = asyncio.ensure_future(asyncio.to_thread(load))
     await asyncio.wait({loading, first}, return_when=asyncio.FIRST_COMPLETED)
     error = loading.exception() if loading.done() else None
     if error is not None:
@@ -168,9 +171,10 @@ async def _until_quit(terminal: TerminalChat) -> int:
     return 0
 
 
-async def _read_line() -> str | None:
-    """One line from stdin (None at its end), read in a daemon thread: a chat that ends while
-    the prompt waits must not wait for the user to press Enter before the process can exit.
+async def _read_line(prompted: asyncio.Event | None = None) -> str | None:
+    """One line from stdin after the prompt (None at its end), read in a daemon thread: a chat
+    that ends while the prompt waits must not wait for Enter before the process can exit.
+    ``prompted`` is set once the prompt is written.
     """
     loop = asyncio.get_running_loop()
     result: asyncio.Future[str | None] = loop.create_future()
@@ -180,8 +184,12 @@ async def _read_line() -> str | None:
             result.set_result(line)
 
     def read() -> None:
+        sys.stdout.write(PROMPT)
+        sys.stdout.flush()
+        if prompted is not None:
+            loop.call_soon_threadsafe(prompted.set)
         try:
-            line: str | None = input(PROMPT)
+            line: str | None = input()
         except EOFError:
             line = None
         with contextlib.suppress(RuntimeError):  # the chat (and its loop) ended meanwhile
@@ -193,7 +201,10 @@ async def _read_line() -> str | None:
 
 def run_terminal(config: AppConfig) -> int:
     """The terminal chat over the configured engine and store, loaded behind the prompt."""
-    from bot.app import build_service
 
-    return asyncio.run(chat_while_loading(lambda: build_service(config),
-                                          Path(config.store.data_dir) / "terminal"))
+    def load() -> ConversationService:
+        from bot.app import build_service  # imports torch: in the loading thread, not before
+
+        return build_service(config)
+
+    return asyncio.run(chat_while_loading(load, Path(config.store.data_dir) / "terminal"))

@@ -247,7 +247,7 @@ async def load_child(conversations: int, turns_each: int) -> dict[str, float]:
     """The real service, engine and store: ``conversations`` users at once, an image first."""
     from bot.app import build_service
     from bot.config import load_config as load_app
-    from bot.service.conversation import UserRef
+    from bot.service.user_ref import UserRef
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
         service = build_service(load_app(temp_config(Path(folder))))

@@ -9,7 +9,6 @@ The parts live beside it in ``bot/service/``: workers, uploads, search, scenes, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,21 +23,13 @@ from bot.service.search import NO_OWN_IMAGES, GallerySearch, found_text, scope
 from bot.service.store_port import SavedSearch, StorePort
 from bot.service.turns import render_turn, reply_turn, session_key
 from bot.service.uploads import Uploads, with_locations
+from bot.service.user_ref import UserRef
 from bot.service.workers import ObserveFn, ProgressFn, Workers
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import GenerationOptions, ImagePart, TextPart, Turn
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class UserRef:
-    """Who is talking, as the transport knows them."""
-
-    transport: str
-    external_id: str
-    name: str | None = None
 
 
 class ConversationService:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from telegram import Chat, Message, MessageEntity, Update
 
-from bot.service.conversation import UserRef
+from bot.service.user_ref import UserRef
 
 TRANSPORT = "telegram"
 GROUP_TYPES = (Chat.GROUP, Chat.SUPERGROUP)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.honesty import CAPABILITIES, honest_reply
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.conversation import ConversationService
+from bot.service.user_ref import UserRef
 from tests.bot.conftest import jpeg
 from tests.fake_engine import FakeEngine
 

@@ -17,8 +17,9 @@ from PIL import Image
 from bot.errors import UserFacingError
 from bot.gallery_builder import rebuild
 from bot.replies import hit_caption
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.conversation import ConversationService
 from bot.service.uploads import CAP_NOTICE
+from bot.service.user_ref import UserRef
 from store import Store
 from tests.bot.conftest import GALLERY, RSICD, jpeg
 from tests.bot.real_store import open_filled, real_service

@@ -17,7 +17,8 @@ import pytest
 from bot.app import build_service
 from bot.cli.caption import run as caption_command
 from bot.config import load_config
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.conversation import ConversationService
+from bot.service.user_ref import UserRef
 from tests.bot.conftest import TEST_BOT
 from tests.paths import RSICD_IMAGES, SEED_GALLERY
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bot.errors import UserFacingError
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.conversation import ConversationService
+from bot.service.user_ref import UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.types import GenerationOptions, GenerationResult, ImagePart, Turn

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from bot.errors import UserFacingError
 from bot.gallery_builder import add_images
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.conversation import ConversationService
+from bot.service.user_ref import UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.training.data import CaptionedImage

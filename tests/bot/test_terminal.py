@@ -46,7 +46,7 @@ async def test_prompt_comes_before_the_model_has_loaded(
     release, asked = threading.Event(), threading.Event()
     lines = iter(["what can you do with satellite images?", "/quit"])
 
-    def read(prompt: str) -> str:
+    def read(prompt: str = "") -> str:
         asked.set()
         return next(lines)
 
@@ -73,7 +73,7 @@ async def test_prompt_comes_before_the_model_has_loaded(
 async def test_a_failed_load_ends_the_chat_while_the_prompt_waits(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     never = threading.Event()
-    monkeypatch.setattr("builtins.input", lambda prompt: never.wait() and "")
+    monkeypatch.setattr("builtins.input", lambda prompt="": never.wait() and "")
 
     def load() -> ConversationService:
         raise UserFacingError("no trained bridge")

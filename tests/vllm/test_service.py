@@ -14,7 +14,8 @@ import pytest
 from bot.app import build_service
 from bot.config import AppConfig, load_config
 from bot.errors import UserFacingError
-from bot.service.conversation import ConversationService, UserRef
+from bot.service.conversation import ConversationService
+from bot.service.user_ref import UserRef
 from bot.terminal import TerminalChat
 from engine import create_engine
 from engine.backends.vllm_launch import ServerPair
