@@ -54,6 +54,10 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 4
     warmup_steps: int = 50
+    # How answers of different lengths weigh in the answer loss: "token" (each token alike, so
+    # a 15-token caption outweighs "Yes." five times) or "answer" (each answer alike: short
+    # follow-up answers are learned as much as captions).
+    answer_weighting: Literal["token", "answer"] = "token"
     # Captions longer than this many LM tokens are truncated.
     max_caption_tokens: int = 40
     # "all": every caption of an image is a sample each epoch; "random": one per image (as

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -71,13 +72,15 @@ class Objective:
 
     def __init__(self, lm: LanguageModel, bridge: Bridge, system_prompt: str | None,
                  max_caption_tokens: int, lambda_caption: float = 1.0,
-                 lambda_retrieval: float = 1.0) -> None:
+                 lambda_retrieval: float = 1.0,
+                 answer_weighting: Literal["token", "answer"] = "token") -> None:
         self.lm = lm
         self.bridge = bridge
         self.system_prompt = system_prompt
         self.max_caption_tokens = max_caption_tokens
         self.lambda_caption = lambda_caption
         self.lambda_retrieval = lambda_retrieval
+        self.answer_weighting = answer_weighting
 
     def __call__(self, examples: Sequence[Example], rng: random.Random,
                  retrieval: Sequence[Example] | None = None) -> Losses:
@@ -89,13 +92,14 @@ class Objective:
         feats = torch.stack([e.features for e in examples]).float().to(device)  # (B, D_img)
         answers = [self._answer_sequence(e) for e in examples]
         requests = [self._retrieval_sequence(e, rng) for e in retrieval]
-        cap_hidden, cap_targets = self._caption_pass(answers, self.bridge.prefix(feats),
-                                                     _shared_prefix([c for c, _ in answers]))
+        cap_hidden, cap_targets, cap_weights = self._caption_pass(
+            answers, self.bridge.prefix(feats), _shared_prefix([c for c, _ in answers]))
         ret_last, ret_hidden = self._retrieval_pass(requests,
                                                     _shared_prefix([r for r, _ in requests]))
         ret_targets = torch.full((len(retrieval),), self.lm.ret_id, device=device)
-        lc = self._token_loss(torch.cat([cap_hidden, ret_last]), torch.cat([cap_targets,
-                                                                             ret_targets]))
+        lc = self._token_loss(torch.cat([cap_hidden, ret_last]),
+                              torch.cat([cap_targets, ret_targets]),
+                              torch.cat([cap_weights, torch.ones(len(retrieval), device=device)]))
         images = torch.stack([e.features for e in retrieval]).float().to(device)
         queries = self.bridge.query_vectors(ret_hidden.float())
         scale = self.bridge.logit_scale.exp().clamp(max=100.0)
@@ -105,13 +109,29 @@ class Objective:
         return Losses(total, lc.detach(), lr.detach())
 
     def _caption_pass(self, sequences: list[tuple[PromptLayout, list[int]]],
-                      prefixes: torch.Tensor, shared: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced captions; hidden states (N, D) where answer tokens are predicted."""
+                      prefixes: torch.Tensor, shared: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced answers: hidden states (N, D) where answer tokens are predicted, those
+        tokens (N,) and each one's loss weight (N,).
+        """
         batch = self._batch([(layout.extended(answer), answer) for layout, answer in sequences],
                             shared, prefixes)
         hidden = self._forward(batch, shared, self._prefix_cache(sequences[0][0], shared, batch))
         keep = batch.targets != IGNORE
-        return hidden[keep], batch.targets[keep]
+        return hidden[keep], batch.targets[keep], self._answer_weights(keep)
+
+    def _answer_weights(self, keep: torch.Tensor) -> torch.Tensor:
+        """Per-token weights of the answers (``keep``: (B, T) answer positions).
+
+        "token": every token weighs 1, so a caption of 15 tokens outweighs "Yes." five times.
+        "answer": each answer weighs the same in all, however long; the total stays the number
+        of answer tokens, so the balance against the [RET] tokens does not move.
+        """
+        lengths = keep.sum(1, keepdim=True).float()  # (B, 1)
+        weights = torch.ones_like(keep, dtype=torch.float)
+        if self.answer_weighting == "answer":
+            weights = weights * lengths.mean() / lengths.clamp(min=1)
+        return weights[keep]
 
     def _retrieval_pass(self, sequences: list[tuple[PromptLayout, list[int]]], shared: int
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,10 +211,14 @@ class Objective:
                                    positions=positions.expand(mask.shape[0], -1))
         return hidden
 
-    def _token_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of (N, D) hidden states against (N,) next tokens; logits only there."""
+    def _token_loss(self, hidden: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+                    ) -> torch.Tensor:
+        """Weighted mean cross-entropy of (N, D) hidden states against (N,) next tokens; the
+        logits are computed only there.
+        """
         logits = self.lm.logits(hidden, self.bridge.ret_output_row).float()
-        return F.cross_entropy(logits, labels)
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        return (losses * weights).sum() / weights.sum()
 
 
 def dialogue_turns(exchanges: Sequence[tuple[str, str]], image: str = "image") -> list[Turn]:
