@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="decoding of descriptions (default: engine.generation.strategy)")
     parser.add_argument("--beams", type=int, help="beams for --strategy beam")
     parser.add_argument("--length-penalty", type=float, help="beam length penalty")
+    parser.add_argument("--rescore", metavar="JSON",
+                        help="score the outputs an earlier --json saved, on these images "
+                             "(e.g. --limit N), without the model; retrieval is left out")
     parser.set_defaults(func=run)
 
 
@@ -32,13 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from engine import create_engine
     from engine.training.config import DatasetSource
     from engine.training.data import evaluation_records
-    from engine.training.evaluate import evaluate, markdown_table
+    from engine.training.evaluate import evaluate, markdown_table, rescore
 
     config = load_config(args.config)
     sources = config.train.sources
     if args.annotations:
         sources = (DatasetSource("eval", args.annotations, args.images or "."),)
     records = evaluation_records(sources, args.split, args.limit)
+    if args.rescore:
+        print(markdown_table(rescore(json.loads(Path(args.rescore).read_text()), records)))
+        return 0
     report = evaluate(create_engine(_with_decoding(config.engine, args)), records)
     print(markdown_table(report.metrics))
     for r in records[:args.examples]:

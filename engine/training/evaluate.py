@@ -176,6 +176,40 @@ def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage],
     return result.summary()
 
 
+def rescore(report: dict[str, Any], records: Sequence[CaptionedImage],
+            meteor: bool = True) -> dict[str, float]:
+    """The per-image metrics of a saved report (``EvalReport.to_json``) over ``records`` only.
+
+    Compares two models on a subset when only one of them was run on it: descriptions, their
+    variety, scene answers and follow-ups are per image. Retrieval is not (its pool is the
+    whole split), so it is left out.
+    """
+    names = {r.path.name for r in records}
+    captions = {k: v for k, v in report["captions"].items() if k in names}
+    out = caption_metrics({k: [v] for k, v in captions.items()},
+                          {r.path.name: list(r.captions) for r in records}, meteor=meteor)
+    out.update(variety(captions))
+    labelled = [(report["scene_answers"][r.path.name], r.label) for r in records
+                if r.label and r.path.name in report["scene_answers"]]
+    if labelled:
+        out["scene_accuracy"] = _percent([names_scene(a, label) for a, label in labelled])
+        out["scene_accuracy_strict"] = _percent([names_scene_strict(a, label)
+                                                 for a, label in labelled])
+    asked = [f for f in report["followups"] if f["image"] in names]
+    for kind in KINDS:
+        right = [f["right"] for f in asked if f["kind"] == kind]
+        if right:
+            out[f"followup_{kind}_%"] = _percent(right)
+    yes_no = [f["right"] for f in asked if f["kind"] in ("presence", "scene_yes_no")]
+    if yes_no:
+        out["followup_yes_no_%"] = _percent(yes_no)
+    return out
+
+
+def _percent(flags: Sequence[bool]) -> float:
+    return 100.0 * sum(flags) / len(flags)
+
+
 def markdown_table(metrics: dict[str, float]) -> str:
     """One row of every metric (captioning scores as fractions, recalls in percent)."""
     keys = list(metrics)
