@@ -104,10 +104,14 @@ def _scene(engine: RSCapRet, records: Sequence[CaptionedImage],
     short = GenerationOptions(max_new_tokens=12, allow_retrieval=False)
     answers = _batched(engine, dialogues, features, short, "scene questions")
     report.scene_answers = {r.path.name: a for r, a in zip(records, answers, strict=True)}
-    lenient = [names_scene(a, r.label or "") for r, a in zip(records, answers, strict=True)]
-    strict = [names_scene_strict(a, r.label or "") for r, a in zip(records, answers, strict=True)]
-    return {"scene_accuracy": 100.0 * sum(lenient) / len(lenient),
-            "scene_accuracy_strict": 100.0 * sum(strict) / len(strict)}
+    return scene_scores([(a, r.label or "") for r, a in zip(records, answers, strict=True)])
+
+
+def scene_scores(answered: Sequence[tuple[str, str]]) -> dict[str, float]:
+    """Scene accuracy (%) of (answer, label) pairs, by the matcher and by the strict one."""
+    return {"scene_accuracy": _percent([names_scene(a, label) for a, label in answered]),
+            "scene_accuracy_strict": _percent([names_scene_strict(a, label)
+                                               for a, label in answered])}
 
 
 def _followups(engine: RSCapRet, records: Sequence[CaptionedImage],
@@ -123,16 +127,23 @@ def _followups(engine: RSCapRet, records: Sequence[CaptionedImage],
                   Turn("user", (TextPart(q.text),))] for name, q in asked]
     short = GenerationOptions(max_new_tokens=12, allow_retrieval=False)
     answers = _batched(engine, dialogues, features, short, "follow-up questions")
-    right: dict[str, list[bool]] = {kind: [] for kind in KINDS}
     for (name, q), answer in zip(asked, answers, strict=True):
-        ok = answer_is_right(q, answer)
-        right[q.kind].append(ok)
         report.followups.append({"image": name, "kind": q.kind, "question": q.text,
-                                 "expected": q.answer, "answer": answer, "right": ok})
-    out = {f"followup_{kind}_%": 100.0 * sum(v) / len(v) for kind, v in right.items() if v}
-    yes_no = right["presence"] + right["scene_yes_no"]
+                                 "expected": q.answer, "answer": answer,
+                                 "right": answer_is_right(q, answer)})
+    return followup_scores(report.followups)
+
+
+def followup_scores(followups: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy (%) per kind of question, and of the yes/no kinds together."""
+    out = {}
+    for kind in KINDS:
+        right = [f["right"] for f in followups if f["kind"] == kind]
+        if right:
+            out[f"followup_{kind}_%"] = _percent(right)
+    yes_no = [f["right"] for f in followups if f["kind"] in ("presence", "scene_yes_no")]
     if yes_no:
-        out["followup_yes_no_%"] = 100.0 * sum(yes_no) / len(yes_no)
+        out["followup_yes_no_%"] = _percent(yes_no)
     return out
 
 
@@ -192,17 +203,8 @@ def rescore(report: dict[str, Any], records: Sequence[CaptionedImage],
     labelled = [(report["scene_answers"][r.path.name], r.label) for r in records
                 if r.label and r.path.name in report["scene_answers"]]
     if labelled:
-        out["scene_accuracy"] = _percent([names_scene(a, label) for a, label in labelled])
-        out["scene_accuracy_strict"] = _percent([names_scene_strict(a, label)
-                                                 for a, label in labelled])
-    asked = [f for f in report["followups"] if f["image"] in names]
-    for kind in KINDS:
-        right = [f["right"] for f in asked if f["kind"] == kind]
-        if right:
-            out[f"followup_{kind}_%"] = _percent(right)
-    yes_no = [f["right"] for f in asked if f["kind"] in ("presence", "scene_yes_no")]
-    if yes_no:
-        out["followup_yes_no_%"] = _percent(yes_no)
+        out.update(scene_scores(labelled))
+    out.update(followup_scores([f for f in report["followups"] if f["image"] in names]))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 import torch
 
@@ -28,10 +29,9 @@ def test_token_weighting_is_the_plain_mean_over_tokens() -> None:
     assert torch.equal(objective._answer_weights(keep), torch.ones(3))
 
 
-def _caption_loss(examples: list[Example], weighting: str) -> float:
+def _caption_loss(examples: list[Example], weighting: Literal["token", "answer"]) -> float:
     engine = tiny_engine()
-    objective = Objective(engine.lm, engine.bridge, "sys", 16,
-                          answer_weighting=weighting)  # type: ignore[arg-type]
+    objective = Objective(engine.lm, engine.bridge, "sys", 16, answer_weighting=weighting)
     with torch.no_grad():
         return float(objective(examples, random.Random(0)).caption)
 
