@@ -71,6 +71,10 @@ class TrainConfig:
     # [RET] requests per step (0: batch_size). They are short, so more of them are cheap, and
     # more images in the contrastive loss are more negatives.
     retrieval_batch_size: int = 0
+    # What each [RET] query is ranked against: "batch" (the retrieval batch's images) or
+    # "train" (every train image, one view each: thousands of negatives for one linear map of
+    # cached features; the image->text direction stays in-batch).
+    retrieval_negatives: Literal["batch", "train"] = "batch"
     # Quarter-turn augmentations of each image's features (1 = none); overhead views have no up.
     feature_rotations: int = 4
     # Where frozen image features are cached between runs.

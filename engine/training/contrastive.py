@@ -3,7 +3,8 @@
 Used by the encoder's CLIP adaptation (``train_encoder.py``: several captions per image) and by
 the bridge's [RET] objective (``objective.py``: one query per image). The RS-CapRet objective
 writes its term as the sum ``L_t2i + L_i2t``, which is twice this mean: ``objective.py``
-multiplies by 2, so its loss scale and trained weights are what they were.
+multiplies by 2, so its loss scale and trained weights are what they were. ``bank_info_nce``
+is the same loss with the query->image direction ranked against every train image.
 """
 
 from __future__ import annotations
@@ -35,4 +36,32 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, scale: torch.Tensor,
     mine = owner[None, :] == torch.arange(keys.shape[0], device=owner.device)[:, None]  # (B, N)
     positive = per_key.masked_fill(~mine, float("-inf")).logsumexp(dim=1)  # (B,)
     k2q = (per_key.logsumexp(dim=1) - positive).mean()
+    return (q2k + k2q) / 2
+
+
+def bank_info_nce(queries: torch.Tensor, keys: torch.Tensor, bank: torch.Tensor,
+                  rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """InfoNCE whose query->key direction ranks each query against a whole bank of keys.
+
+    Retrieval ranks a query against the whole gallery, but a batch holds only a few of its
+    images; the bank (every train image's key) gives each query thousands of negatives for the
+    cost of one linear map of cached features. Key->query stays in-batch: more queries would
+    need more LM passes.
+
+    Args:
+        queries: (B, D) normalised queries.
+        keys: (B, D) normalised keys of the queries' own images (the views trained this step).
+        bank: (N, D) normalised keys of all images; row ``rows[i]`` is query i's image.
+        rows: (B,) each query's image in the bank; its bank key is replaced by ``keys[i]``.
+        scale: the logit scale (already exponentiated).
+
+    Returns:
+        The mean of the two directions (as ``info_nce``).
+    """
+    logits = scale * queries @ bank.T  # (B, N)
+    positive = scale * (queries * keys).sum(-1, keepdim=True)  # (B, 1)
+    logits = logits.scatter(1, rows.unsqueeze(1), positive)
+    q2k = F.cross_entropy(logits, rows)
+    in_batch = scale * keys @ queries.T  # (B, B)
+    k2q = F.cross_entropy(in_batch, torch.arange(len(keys), device=keys.device))
     return (q2k + k2q) / 2

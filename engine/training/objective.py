@@ -5,8 +5,9 @@ Two kinds of sequences, as in FROMAGe:
   image) and whose last assistant answer is the target: a caption, the scene answer, or the
   answer to a follow-up question asked after the description;
 - retrieval sequences: a request to find a caption's scene -> [RET]; the hidden state at
-  [RET] is projected into the shared space and contrasted with the images of its batch. These
-  are short, so a step takes more of them than answer sequences: more negatives.
+  [RET] is projected into the shared space and contrasted with the images of its batch (or,
+  given an ``ImageBank``, with every train image). These are short, so a step takes more of
+  them than answer sequences: more negatives.
 Teaching [RET] as the answer to "show me ..." lets the chat model decide when to retrieve.
 """
 
@@ -25,7 +26,7 @@ from engine.bridge import Bridge
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
-from engine.training.contrastive import info_nce
+from engine.training.contrastive import bank_info_nce, info_nce
 from engine.types import TextPart, Turn
 
 IGNORE = -100
@@ -43,10 +44,21 @@ class Example:
     features: torch.Tensor  # (D_img,)
     caption: str
     exchanges: tuple[tuple[str, str], ...]
+    # The image's row in the train items (and in an ``ImageBank``), where known.
+    image: int | None = None
 
     @staticmethod
-    def captioning(features: torch.Tensor, caption: str) -> Example:
-        return Example(features, caption, ((CAPTION_PROMPT, caption),))
+    def captioning(features: torch.Tensor, caption: str, image: int | None = None) -> Example:
+        return Example(features, caption, ((CAPTION_PROMPT, caption),), image)
+
+
+@dataclass(frozen=True)
+class ImageBank:
+    """One view of every train image's features: the negatives each [RET] query is ranked
+    against when ``train.retrieval_negatives`` is "train" (row i is train item i).
+    """
+
+    features: torch.Tensor  # (N, D_img)
 
 
 @dataclass(frozen=True)
@@ -83,9 +95,11 @@ class Objective:
         self.answer_weighting = answer_weighting
 
     def __call__(self, examples: Sequence[Example], rng: random.Random,
-                 retrieval: Sequence[Example] | None = None) -> Losses:
+                 retrieval: Sequence[Example] | None = None, bank: ImageBank | None = None
+                 ) -> Losses:
         """Losses of one step: ``examples`` teach answers, ``retrieval`` (default: the same
-        examples) teach [RET] and the contrastive loss.
+        examples) teach [RET] and the contrastive loss, ranked against ``bank`` when given
+        (then every retrieval example says its ``image``).
         """
         retrieval = examples if retrieval is None else retrieval
         device = self.bridge.logit_scale.device
@@ -100,13 +114,25 @@ class Objective:
         lc = self._token_loss(torch.cat([cap_hidden, ret_last]),
                               torch.cat([cap_targets, ret_targets]),
                               torch.cat([cap_weights, torch.ones(len(retrieval), device=device)]))
-        images = torch.stack([e.features for e in retrieval]).float().to(device)
         queries = self.bridge.query_vectors(ret_hidden.float())
-        scale = self.bridge.logit_scale.exp().clamp(max=100.0)
-        # L_t2i + L_i2t: the sum of the two directions, twice info_nce's mean.
-        lr = 2 * info_nce(queries, self.bridge.image_vectors(images), scale)
+        # L_t2i + L_i2t: the sum of the two directions, twice the contrastive mean.
+        lr = 2 * self._contrastive(queries, retrieval, bank)
         total = self.lambda_caption * lc + self.lambda_retrieval * lr
         return Losses(total, lc.detach(), lr.detach())
+
+    def _contrastive(self, queries: torch.Tensor, retrieval: Sequence[Example],
+                     bank: ImageBank | None) -> torch.Tensor:
+        device = queries.device
+        images = torch.stack([e.features for e in retrieval]).float().to(device)
+        keys = self.bridge.image_vectors(images)
+        scale = self.bridge.logit_scale.exp().clamp(max=100.0)
+        if bank is None:
+            return info_nce(queries, keys, scale)
+        if any(e.image is None for e in retrieval):
+            raise ValueError("ranking against an image bank needs each example's image row")
+        rows = torch.tensor([e.image for e in retrieval], device=device)
+        bank_keys = self.bridge.image_vectors(bank.features.float().to(device))
+        return bank_info_nce(queries, keys, bank_keys, rows, scale)
 
     def _caption_pass(self, sequences: list[tuple[PromptLayout, list[int]]],
                       prefixes: torch.Tensor, shared: int

@@ -26,7 +26,7 @@ from engine.config import EngineConfig
 from engine.language import LanguageModel
 from engine.tokens import CAPTION_PROMPT, SCENE_PROMPT, scene_answer
 from engine.training.config import TrainConfig
-from engine.training.objective import Example, Objective
+from engine.training.objective import Example, ImageBank, Objective
 from engine.training.questions import Question
 from engine.training.schedule import warmup_cosine
 from engine.typed_config import to_mapping
@@ -73,8 +73,8 @@ def retrieval_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: i
                        ) -> list[Example]:
     """Every image once with a random caption, shuffled: the stream [RET] batches draw from."""
     rng = random.Random(config.seed * 1000 + epoch + 500)
-    examples = [Example.captioning(_variant(item, rng), rng.choice(item.captions))
-                for item in items]
+    examples = [Example.captioning(_variant(item, rng), rng.choice(item.captions), index)
+                for index, item in enumerate(items)]
     rng.shuffle(examples)
     return examples
 
@@ -90,6 +90,11 @@ def _dialogue(item: TrainItem, rng: random.Random) -> Example:
     caption = rng.choice(item.captions)
     exchanges = ((CAPTION_PROMPT, caption), *((q.text, q.answer) for q in asked))
     return Example(_variant(item, rng), caption, exchanges)
+
+
+def image_bank(items: Sequence[TrainItem]) -> ImageBank:
+    """The first (unturned) view of every item, row i for item i: what retrieval ranks."""
+    return ImageBank(torch.stack([item.features[0] for item in items]))
 
 
 def _variant(item: TrainItem, rng: random.Random) -> torch.Tensor:
@@ -124,6 +129,7 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     progress = tqdm(total=stop, initial=step, desc="train bridge", unit="step")
     epoch, examples, requests = -1, list[Example](), list[Example]()
     ret_batch = config.retrieval_batch_size or config.batch_size
+    bank = image_bank(items) if config.retrieval_negatives == "train" else None
     while step < stop:
         if step // per_epoch != epoch:
             epoch = step // per_epoch
@@ -135,7 +141,7 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
         retrieval = (requests + requests)[start:start + min(ret_batch, len(requests))]
         started = time.perf_counter()
         with autocast:
-            losses = objective(batch, random.Random(config.seed + step), retrieval)
+            losses = objective(batch, random.Random(config.seed + step), retrieval, bank)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         optimizer.step()

@@ -84,3 +84,13 @@ def test_retrieval_stream_holds_every_image_once_per_epoch() -> None:
     stream = retrieval_examples(items, TrainConfig(), 0)
     assert sorted(e.caption for e in stream) == sorted(c for c, _ in CAPTIONS)
     assert all(len(e.exchanges) == 1 for e in stream)
+
+
+def test_retrieval_ranked_against_every_train_image_trains(tmp_path: Path) -> None:
+    engine = tiny_engine()
+    items = _items(engine.encoder.dim)
+    requests = retrieval_examples(items, TrainConfig(), 0)
+    assert sorted(e.image for e in requests if e.image is not None) == list(range(len(items)))
+    config = _config(tmp_path, retrieval_negatives="train", retrieval_batch_size=2)
+    history = train_bridge(items, engine.lm, engine.bridge, EngineConfig(), config, tmp_path)
+    assert history["retrieval"][-1] < history["retrieval"][0]

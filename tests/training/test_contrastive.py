@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.training.contrastive import info_nce
+from engine.training.contrastive import bank_info_nce, info_nce
 
 
 def _pair(n: int = 5, d: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,3 +28,25 @@ def test_one_caption_per_image_is_the_plain_symmetric_loss() -> None:
     q, k = _pair()
     scale = torch.tensor(10.0)
     torch.testing.assert_close(info_nce(q, k, scale, torch.arange(len(q))), info_nce(q, k, scale))
+
+
+def test_a_bank_of_only_the_batch_s_images_is_the_plain_loss() -> None:
+    q, k = _pair()
+    scale = torch.tensor(10.0)
+    rows = torch.arange(len(q))
+    torch.testing.assert_close(bank_info_nce(q, k, k, rows, scale), info_nce(q, k, scale))
+
+
+def test_bank_images_are_negatives_and_the_trained_view_is_the_positive() -> None:
+    q, k = _pair(n=1)
+    scale = torch.tensor(10.0)
+    row = torch.tensor([2])  # the query's image sits among others in the bank
+    unrelated = F.normalize(torch.randn(6, q.shape[1], generator=torch.Generator().manual_seed(1)),
+                            dim=-1)
+    other_view = unrelated.clone()
+    other_view[2] = -k[0]  # the bank's own view of the image is not what the query must match
+    base = bank_info_nce(q, k, unrelated, row, scale)
+    assert torch.isclose(base, bank_info_nce(q, k, other_view, row, scale))
+    lookalike = unrelated.clone()
+    lookalike[0] = q[0]  # another image that matches the query perfectly: a hard negative
+    assert bank_info_nce(q, k, lookalike, row, scale) > base
