@@ -58,6 +58,9 @@ class TrainConfig:
     # a 15-token caption outweighs "Yes." five times) or "answer" (each answer alike: short
     # follow-up answers are learned as much as captions).
     answer_weighting: Literal["token", "answer"] = "token"
+    # Which answers of a follow-up dialogue the loss teaches: "last" (the question's answer) or
+    # "all" (the description and every answer: more taught tokens for the same forward pass).
+    dialogue_targets: Literal["last", "all"] = "last"
     # Captions longer than this many LM tokens are truncated.
     max_caption_tokens: int = 40
     # "all": every caption of an image is a sample each epoch; "random": one per image (as

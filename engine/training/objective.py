@@ -71,12 +71,23 @@ class Losses:
 
 
 @dataclass(frozen=True)
+class Taught:
+    """A sequence and the answers in it that the loss teaches: (first position, token ids)."""
+
+    layout: PromptLayout
+    answers: tuple[tuple[int, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Batch:
-    """Padded sequences: embeddings (B, T, D), attention mask (B, T), targets (B, T)."""
+    """Padded sequences: embeddings (B, T, D), attention mask (B, T), targets (B, T) and
+    which answer of the batch each target belongs to (B, T; -1 where there is none).
+    """
 
     embeds: torch.Tensor
     mask: torch.Tensor
     targets: torch.Tensor
+    answers: torch.Tensor
 
 
 class Objective:
@@ -85,7 +96,8 @@ class Objective:
     def __init__(self, lm: LanguageModel, bridge: Bridge, system_prompt: str | None,
                  max_caption_tokens: int, lambda_caption: float = 1.0,
                  lambda_retrieval: float = 1.0,
-                 answer_weighting: Literal["token", "answer"] = "token") -> None:
+                 answer_weighting: Literal["token", "answer"] = "token",
+                 dialogue_targets: Literal["last", "all"] = "last") -> None:
         self.lm = lm
         self.bridge = bridge
         self.system_prompt = system_prompt
@@ -93,6 +105,7 @@ class Objective:
         self.lambda_caption = lambda_caption
         self.lambda_retrieval = lambda_retrieval
         self.answer_weighting = answer_weighting
+        self.dialogue_targets = dialogue_targets
 
     def __call__(self, examples: Sequence[Example], rng: random.Random,
                  retrieval: Sequence[Example] | None = None, bank: ImageBank | None = None
@@ -107,9 +120,9 @@ class Objective:
         answers = [self._answer_sequence(e) for e in examples]
         requests = [self._retrieval_sequence(e, rng) for e in retrieval]
         cap_hidden, cap_targets, cap_weights = self._caption_pass(
-            answers, self.bridge.prefix(feats), _shared_prefix([c for c, _ in answers]))
+            answers, self.bridge.prefix(feats), _shared_prefix([a.layout for a in answers]))
         ret_last, ret_hidden = self._retrieval_pass(requests,
-                                                    _shared_prefix([r for r, _ in requests]))
+                                                    _shared_prefix([r.layout for r in requests]))
         ret_targets = torch.full((len(retrieval),), self.lm.ret_id, device=device)
         lc = self._token_loss(torch.cat([cap_hidden, ret_last]),
                               torch.cat([cap_targets, ret_targets]),
@@ -134,40 +147,38 @@ class Objective:
         bank_keys = self.bridge.image_vectors(bank.features.float().to(device))
         return bank_info_nce(queries, keys, bank_keys, rows, scale)
 
-    def _caption_pass(self, sequences: list[tuple[PromptLayout, list[int]]],
-                      prefixes: torch.Tensor, shared: int
+    def _caption_pass(self, sequences: list[Taught], prefixes: torch.Tensor, shared: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced answers: hidden states (N, D) where answer tokens are predicted, those
         tokens (N,) and each one's loss weight (N,).
         """
-        batch = self._batch([(layout.extended(answer), answer) for layout, answer in sequences],
-                            shared, prefixes)
-        hidden = self._forward(batch, shared, self._prefix_cache(sequences[0][0], shared, batch))
+        batch = self._batch(sequences, shared, prefixes)
+        hidden = self._forward(batch, shared, self._prefix_cache(sequences[0].layout, shared,
+                                                                  batch))
         keep = batch.targets != IGNORE
-        return hidden[keep], batch.targets[keep], self._answer_weights(keep)
+        return hidden[keep], batch.targets[keep], self._answer_weights(batch.answers[keep])
 
-    def _answer_weights(self, keep: torch.Tensor) -> torch.Tensor:
-        """Per-token weights of the answers (``keep``: (B, T) answer positions).
+    def _answer_weights(self, answers: torch.Tensor) -> torch.Tensor:
+        """Per-token weights of the answers (``answers``: (N,) each target's answer number).
 
         "token": every token weighs 1, so a caption of 15 tokens outweighs "Yes." five times.
         "answer": each answer weighs the same in all, however long; the total stays the number
         of answer tokens, so the balance against the [RET] tokens does not move.
         """
-        lengths = keep.sum(1, keepdim=True).float()  # (B, 1)
-        weights = torch.ones_like(keep, dtype=torch.float)
-        if self.answer_weighting == "answer":
-            weights = weights * lengths.mean() / lengths.clamp(min=1)
-        return weights[keep]
+        if self.answer_weighting == "token":
+            return torch.ones_like(answers, dtype=torch.float)
+        lengths = torch.bincount(answers).float()  # tokens of each answer
+        return lengths[lengths > 0].mean() / lengths[answers]
 
-    def _retrieval_pass(self, sequences: list[tuple[PromptLayout, list[int]]], shared: int
+    def _retrieval_pass(self, sequences: list[Taught], shared: int
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Requests then [RET]: hidden before [RET] (B, D), hidden at [RET] (B, D).
 
         Only [RET] depends on trained weights, so the request runs without gradients and only
         the [RET] position is forwarded with them, on the request's KV cache.
         """
-        batch = self._batch([(layout, []) for layout, _ in sequences], shared, None)
-        cache = self._prefix_cache(sequences[0][0], shared, batch)
+        batch = self._batch(sequences, shared, None)
+        cache = self._prefix_cache(sequences[0].layout, shared, batch)
         lengths = batch.mask.sum(1)  # (B,)
         rows = torch.arange(len(sequences), device=lengths.device)
         with torch.no_grad():
@@ -180,43 +191,78 @@ class Objective:
                                    positions=(shared + lengths).unsqueeze(1))
         return before, at_ret[:, 0]
 
-    def _answer_sequence(self, example: Example) -> tuple[PromptLayout, list[int]]:
+    def _answer_sequence(self, example: Example) -> Taught:
+        """The dialogue and its last answer, which is taught; with ``dialogue_targets`` "all"
+        the earlier answers are taught too (each with the end-of-turn token after it).
+        """
         layout = self._layout(dialogue_turns(example.exchanges))
-        answer = example.exchanges[-1][1]
-        target = self.lm.tokenizer(answer, add_special_tokens=False).input_ids
-        eos = min(self.lm.eos_ids)
-        return layout, list(target[: self.max_caption_tokens]) + [eos]
+        last = self._answer_ids(example.exchanges[-1][1]) + (min(self.lm.eos_ids),)
+        answers = [(len(layout), last)]
+        if self.dialogue_targets == "all":
+            answers = self._earlier_answers(example, layout) + answers
+        return Taught(layout.extended(last), tuple(answers))
 
-    def _retrieval_sequence(self, example: Example, rng: random.Random
-                            ) -> tuple[PromptLayout, list[int]]:
+    def _earlier_answers(self, example: Example, layout: PromptLayout
+                         ) -> list[tuple[int, tuple[int, ...]]]:
+        """Where each earlier answer (and its end-of-turn token) sits in ``layout``.
+
+        Each answer starts where the dialogue laid out up to its question ends; an answer whose
+        tokens are not found there (the template tokenised the boundary otherwise) is skipped.
+        """
+        found = []
+        for i, (_, answer) in enumerate(example.exchanges[:-1]):
+            start = len(self._layout(dialogue_turns(example.exchanges[:i + 1])))
+            ids = self._answer_ids(answer)
+            end = start + len(ids)
+            if layout.ids[start:end] != ids:
+                continue
+            after = layout.ids[end:end + 1]
+            if after and after[0] in self.lm.eos_ids:
+                ids += after  # the end of the turn too, as for the last answer
+            found.append((start, ids))
+        return found
+
+    def _answer_ids(self, answer: str) -> tuple[int, ...]:
+        ids = self.lm.tokenizer(answer, add_special_tokens=False).input_ids
+        return tuple(ids[: self.max_caption_tokens])
+
+    def _retrieval_sequence(self, example: Example, rng: random.Random) -> Taught:
         request = rng.choice(RETRIEVAL_PROMPTS).format(query=example.caption)
-        layout = self._layout([Turn("user", (TextPart(request),))])
-        return layout, [self.lm.ret_id]
+        return Taught(self._layout([Turn("user", (TextPart(request),))]))
 
     def _layout(self, turns: Sequence[Turn]) -> PromptLayout:
         return layout_dialogue(self.lm.tokenizer, turns, self.bridge.spec.tokens_per_image,
                                self.system_prompt, add_generation_prompt=True)
 
-    def _batch(self, sequences: list[tuple[PromptLayout, list[int]]], shared: int,
-               prefixes: torch.Tensor | None) -> Batch:
-        """Right-padded embeddings of each (layout, answer at its end) after ``shared`` tokens.
+    def _batch(self, sequences: list[Taught], shared: int, prefixes: torch.Tensor | None
+               ) -> Batch:
+        """Right-padded embeddings of each sequence after ``shared`` tokens.
 
-        Targets: position p holds the token to predict from p (answer tokens only).
+        Targets: position p holds the token to predict from p (taught answer tokens only).
         """
         device = self.bridge.logit_scale.device
-        rows, targets = [], []
-        for i, (layout, answer) in enumerate(sequences):
+        rows, targets, owners = [], [], []
+        number = 0  # of the answer in the batch
+        for i, taught in enumerate(sequences):
+            layout = taught.layout
             ids = torch.tensor(layout.ids, device=device)
             embeds = self.lm.embed_ids(ids, self.bridge.ret_embedding)
             if prefixes is not None:
                 embeds = assemble_embeddings(layout, embeds, {"image": prefixes[i]})
             rows.append(embeds[shared:])
-            target = [IGNORE] * (len(layout) - len(answer) - 1) + answer + [IGNORE]
+            target, owner = [IGNORE] * len(layout), [-1] * len(layout)
+            for start, answer in taught.answers:
+                span = slice(start - 1, start - 1 + len(answer))
+                target[span] = answer
+                owner[span] = [number] * len(answer)
+                number += 1
             targets.append(torch.tensor(target[shared:], device=device))
+            owners.append(torch.tensor(owner[shared:], device=device))
         width = max(len(r) for r in rows)
         mask = torch.stack([_pad(torch.ones(len(r), device=device), width) for r in rows])
         embeds = torch.stack([_pad(r, width) for r in rows])
-        return Batch(embeds, mask.long(), torch.stack([_pad(t, width, IGNORE) for t in targets]))
+        return Batch(embeds, mask.long(), torch.stack([_pad(t, width, IGNORE) for t in targets]),
+                     torch.stack([_pad(o, width, -1) for o in owners]))
 
     @torch.no_grad()
     def _prefix_cache(self, layout: PromptLayout, shared: int, batch: Batch) -> DynamicCache:

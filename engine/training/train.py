@@ -112,7 +112,8 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     out_dir.mkdir(parents=True, exist_ok=True)
     objective = Objective(lm, bridge, engine_config.language.system_prompt,
                           config.max_caption_tokens, config.lambda_caption,
-                          config.lambda_retrieval, config.answer_weighting)
+                          config.lambda_retrieval, config.answer_weighting,
+                          config.dialogue_targets)
     optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     per_epoch = -(-len(epoch_examples(items, config, 0)) // config.batch_size)

@@ -78,8 +78,8 @@ def test_cached_training_passes_match_full_forward_passes() -> None:
     shared = 5
     with torch.no_grad():
         _, at_ret = objective._retrieval_pass(requests, shared)
-        for row, (layout, ret) in enumerate(requests):
-            full = layout.extended(ret)
+        for row, request in enumerate(requests):
+            full = request.layout.extended([engine.lm.ret_id])
             embeds = engine.lm.embed_ids(torch.tensor(full.ids), engine.bridge.ret_embedding)
             expected = engine.backend.last_hidden(embeds)
             torch.testing.assert_close(at_ret[row], expected, atol=1e-4, rtol=1e-4)

@@ -15,9 +15,8 @@ from tests.engine.tiny import tiny_engine
 def test_answer_weighting_gives_each_answer_the_same_total_weight() -> None:
     engine = tiny_engine()
     objective = Objective(engine.lm, engine.bridge, "sys", 16, answer_weighting="answer")
-    keep = torch.tensor([[True, False, False, False],   # "Yes."-like: one answer token
-                         [True, True, True, True]])     # a caption: four
-    weights = objective._answer_weights(keep)
+    answers = torch.tensor([0, 1, 1, 1, 1])  # "Yes."-like: one token; a caption: four
+    weights = objective._answer_weights(answers)
     assert weights[:1].sum() == weights[1:].sum()
     assert torch.isclose(weights.sum(), torch.tensor(5.0))  # as many as there are tokens
 
@@ -25,8 +24,7 @@ def test_answer_weighting_gives_each_answer_the_same_total_weight() -> None:
 def test_token_weighting_is_the_plain_mean_over_tokens() -> None:
     engine = tiny_engine()
     objective = Objective(engine.lm, engine.bridge, "sys", 16)
-    keep = torch.tensor([[True, False], [True, True]])
-    assert torch.equal(objective._answer_weights(keep), torch.ones(3))
+    assert torch.equal(objective._answer_weights(torch.tensor([0, 1, 1])), torch.ones(3))
 
 
 def _caption_loss(examples: list[Example], weighting: Literal["token", "answer"]) -> float:
