@@ -2,8 +2,9 @@
 
 Two kinds of sequences, as in FROMAGe:
 - answer sequences: a dialogue whose first user turn carries the image (a request, then the
-  image) and whose last assistant answer is the target: a caption, the scene answer, or the
-  answer to a follow-up question asked after the description;
+  image) and whose last assistant answer is the target (every answer with ``dialogue_targets``
+  "all"): a caption, the scene answer, or the answer to a follow-up question asked after the
+  description;
 - retrieval sequences: a request to find a caption's scene -> [RET]; the hidden state at
   [RET] is projected into the shared space and contrasted with the images of its batch (or,
   given an ``ImageBank``, with every train image). These are short, so a step takes more of
