@@ -59,7 +59,7 @@ class ImageBank:
     against when ``train.retrieval_negatives`` is "train" (row i is train item i).
     """
 
-    features: torch.Tensor  # (N, D_img)
+    features: torch.Tensor  # (N, D_img), float, on the bridge's device
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Objective:
         if any(e.image is None for e in retrieval):
             raise ValueError("ranking against an image bank needs each example's image row")
         rows = torch.tensor([e.image for e in retrieval], device=device)
-        bank_keys = self.bridge.image_vectors(bank.features.float().to(device))
+        bank_keys = self.bridge.image_vectors(bank.features)
         return bank_info_nce(queries, keys, bank_keys, rows, scale)
 
     def _caption_pass(self, sequences: list[Taught], prefixes: torch.Tensor, shared: int

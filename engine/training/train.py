@@ -92,9 +92,12 @@ def _dialogue(item: TrainItem, rng: random.Random) -> Example:
     return Example(_variant(item, rng), caption, exchanges)
 
 
-def image_bank(items: Sequence[TrainItem]) -> ImageBank:
-    """The first (unturned) view of every item, row i for item i: what retrieval ranks."""
-    return ImageBank(torch.stack([item.features[0] for item in items]))
+def image_bank(items: Sequence[TrainItem], device: torch.device) -> ImageBank:
+    """The first (unturned) view of every item, row i for item i: what retrieval ranks.
+
+    Built once, on the training device, so steps do not copy it.
+    """
+    return ImageBank(torch.stack([item.features[0] for item in items]).float().to(device))
 
 
 def _variant(item: TrainItem, rng: random.Random) -> torch.Tensor:
@@ -125,12 +128,12 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     bridge.train()
     lm.train()
     device = bridge.logit_scale.device
+    bank = image_bank(items, device) if config.retrieval_negatives == "train" else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.autocast_bf16 and bf16_is_fast(device))
     progress = tqdm(total=stop, initial=step, desc="train bridge", unit="step")
     epoch, examples, requests = -1, list[Example](), list[Example]()
     ret_batch = config.retrieval_batch_size or config.batch_size
-    bank = image_bank(items) if config.retrieval_negatives == "train" else None
     while step < stop:
         if step // per_epoch != epoch:
             epoch = step // per_epoch
