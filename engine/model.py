@@ -104,12 +104,19 @@ class RSCapRet:
     def retrieve_batch(self, dialogues: Sequence[Sequence[Turn]],
                        image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
         """``retrieve`` for several dialogues in one forward pass: (N, S)."""
+        hidden = self.ret_states(dialogues, image_embeddings)
+        with torch.inference_mode():
+            return self.bridge.query_vectors(hidden).cpu().numpy()
+
+    def ret_states(self, dialogues: Sequence[Sequence[Turn]],
+                   image_embeddings: Mapping[str, np.ndarray]) -> torch.Tensor:
+        """The LM's float hidden state at a [RET] closing each dialogue (N, D): what the
+        bridge maps to a query vector.
+        """
         sequences = [
             self._embed_layout(self._layout(d, add_generation_prompt=True).extended(
                 [self.lm.ret_id]), image_embeddings) for d in dialogues]
-        hidden = self.backend.last_hidden_batch(sequences)  # (N, D)
-        with torch.inference_mode():
-            return self.bridge.query_vectors(hidden.float()).cpu().numpy()
+        return self.backend.last_hidden_batch(sequences).float()  # (N, D)
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Images' vectors in the shared space (N, S), normalised: gallery rows."""

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "bot.cli.caption",
     "bot.cli.train",
     "bot.cli.train_encoder",
+    "bot.cli.refit_retrieval",
     "bot.cli.evaluate",
     "bot.cli.chat",
     "bot.cli.db",

@@ -43,6 +43,19 @@ class EncoderTrainConfig:
 
 
 @dataclass(frozen=True)
+class RetrievalRefitConfig:
+    """The last stage: the two retrieval maps refit on cached [RET] states (retrieval_refit.py)."""
+
+    # Passes over the train images (each with one of its distinct captions); 0 skips the stage.
+    epochs: int = 0
+    # Images (one query each) per step; every step ranks each query against all train images.
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Bridge training: L = λc·Lc + λr·(L_t2i + L_i2t)."""
 
@@ -89,3 +102,4 @@ class TrainConfig:
     # Steps between checkpoints (resume picks up the newest one).
     checkpoint_every: int = 200
     encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)
+    retrieval_refit: RetrievalRefitConfig = field(default_factory=RetrievalRefitConfig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -10,14 +12,15 @@ from pathlib import Path
 
 import torch
 
-from engine.bridge import Bridge
+from engine.bridge import META_FILE, Bridge
 from engine.config import EngineConfig
-from engine.factory import bridge_spec, resolve_device
+from engine.factory import bridge_spec, create_engine, resolve_device
 from engine.language import load_language
 from engine.training.config import TrainConfig
 from engine.training.data import CaptionedImage, load_sources
 from engine.training.features import cached_features
 from engine.training.questions import Question, questions_for, typical_classes
+from engine.training.retrieval_refit import Requests, cached_ret_states, refit_retrieval
 from engine.training.train import TrainItem, train_bridge
 from engine.vision import build_image_encoder
 
@@ -66,3 +69,38 @@ def record_questions(records: Sequence[CaptionedImage]) -> list[tuple[Question, 
     typical = typical_classes((r.captions, r.label) for r in records)
     labels = sorted({r.label for r in records if r.label})
     return [tuple(questions_for(r.key, r.captions, r.label, typical, labels)) for r in records]
+
+
+def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge_folder: Path,
+                        out_folder: Path, holdout: int = 0, limit_images: int | None = None
+                        ) -> TrainingRun:
+    """Refit a trained bridge's retrieval maps on cached [RET] states; write the whole bridge.
+
+    ``holdout``: leave the last N train images out and print their mR after each epoch (for
+    choosing the epochs; the shipped refit holds none out).
+    """
+    engine_config = dataclasses.replace(
+        engine_config, bridge=dataclasses.replace(engine_config.bridge, weights=str(bridge_folder)))
+    engine = create_engine(engine_config)
+    records = load_sources(config.sources, "train")[:limit_images]
+    features, records = cached_features(engine.encoder, records, Path(config.feature_cache),
+                                        config.feature_rotations)  # (R, N, D_img)
+    requests = Requests.for_captions([r.captions for r in records])
+    started = time.monotonic()
+    states = cached_ret_states(engine, requests, Path(config.feature_cache))
+    minutes = {"[RET] states": (time.monotonic() - started) / 60}
+    logger.info("refitting on %d requests for %d images", len(states), len(records))
+    bridge = engine.bridge.train()
+    started = time.monotonic()
+    with torch.enable_grad():
+        history = refit_retrieval(bridge, states, requests.owners,
+                                  features[:, :, :bridge.spec.pooled_dim],
+                                  config.retrieval_refit, config.seed, holdout)
+    minutes["retrieval refit"] = (time.monotonic() - started) / 60
+    meta = json.loads((bridge_folder / META_FILE).read_text())
+    meta.pop("spec", None)
+    meta.pop("logit_scale", None)
+    meta["retrieval_refit"] = {**dataclasses.asdict(config.retrieval_refit),
+                               "holdout": holdout, **dataclasses.asdict(history)}
+    bridge.save(out_folder, extra=meta)
+    return TrainingRun(out_folder, minutes)

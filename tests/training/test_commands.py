@@ -46,8 +46,15 @@ def test_train_then_eval_commands(tmp_path: Path) -> None:
     caption_loss = json.loads((run / "history.json").read_text())["caption"]
     assert len(caption_loss) == 5 and caption_loss[-1] < caption_loss[0]
 
+    assert main(["--config", str(tiny_config(tmp_path)), "refit-retrieval", "--limit-images", "8",
+                 "--epochs", "3", "--holdout", "2"]) == 0
+    refit = json.loads((run / "bridge_refit" / "bridge.json").read_text())
+    assert len(refit["retrieval_refit"]["holdout_mr"]) == 3
+    assert refit["train"] == json.loads((run / "bridge" / "bridge.json").read_text())["train"]
+
     report = tmp_path / "val.json"
-    assert main(["--config", str(tiny_config(tmp_path, run / "bridge")), "eval", "--limit", "3",
+    refit_config = tiny_config(tmp_path, run / "bridge_refit")
+    assert main(["--config", str(refit_config), "eval", "--limit", "3",
                  "--json", str(report)]) == 0
     result = json.loads(report.read_text())
     assert {"BLEU-4", "METEOR", "CIDEr", "mR", "scene_accuracy"} <= set(result["metrics"])

@@ -1,0 +1,52 @@
+"""`capret refit-retrieval`: the recipe's last stage, the retrieval maps refit on cached states."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from bot.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret refit-retrieval` and its options to ``sub``."""
+    parser = sub.add_parser(
+        "refit-retrieval", help="refit a trained bridge's retrieval maps on cached [RET] states")
+    parser.add_argument("--bridge", help="the trained bridge (default: <train.out_dir>/bridge)")
+    parser.add_argument("--out", help="where to write the refit bridge "
+                        "(default: <train.out_dir>/bridge_refit)")
+    parser.add_argument("--epochs", type=int, help="override train.retrieval_refit.epochs")
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="leave the last N train images out and print their mR per epoch")
+    parser.add_argument("--limit-images", type=int, help="use only the first N train images")
+    parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
+                        "(default: engine.vision.weights)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Refit the retrieval maps of a trained bridge and write the whole bridge."""
+    from engine.bridge import META_FILE
+    from engine.training.pipeline import run_retrieval_refit
+
+    config = load_config(args.config)
+    train = config.train
+    if args.epochs is not None:
+        train = dataclasses.replace(train, retrieval_refit=dataclasses.replace(
+            train.retrieval_refit, epochs=args.epochs))
+    engine = config.engine
+    if args.encoder:
+        engine = dataclasses.replace(
+            engine, vision=dataclasses.replace(engine.vision, weights=args.encoder))
+    bridge = Path(args.bridge or Path(train.out_dir) / "bridge")
+    out = Path(args.out or Path(train.out_dir) / "bridge_refit")
+    run = run_retrieval_refit(engine, train, bridge, out, args.holdout, args.limit_images)
+    for stage, minutes in run.minutes.items():
+        print(f"{stage}: {minutes:.1f} min wall time")
+    refit = json.loads((run.folder / META_FILE).read_text())["retrieval_refit"]
+    for epoch, mean_recall in enumerate(refit["holdout_mr"], start=1):
+        print(f"epoch {epoch}: held-out mR {mean_recall:.2f}")
+    print(f"bridge written to {run.folder}")
+    return 0
