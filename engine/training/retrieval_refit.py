@@ -47,7 +47,8 @@ class Requests:
 
     @classmethod
     def for_captions(cls, captions: Sequence[Sequence[str]]) -> Requests:
-        texts, owners = [], []
+        texts: list[str] = []
+        owners: list[int] = []
         for image, image_captions in enumerate(captions):
             for caption in dict.fromkeys(image_captions):  # the release repeats captions
                 phrasing = RETRIEVAL_PROMPTS[len(texts) % len(RETRIEVAL_PROMPTS)]
