@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from bot.cli.train import print_run, with_encoder
 from bot.config import load_config
 
 
@@ -36,17 +37,12 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         train = dataclasses.replace(train, retrieval_refit=dataclasses.replace(
             train.retrieval_refit, epochs=args.epochs))
-    engine = config.engine
-    if args.encoder:
-        engine = dataclasses.replace(
-            engine, vision=dataclasses.replace(engine.vision, weights=args.encoder))
     bridge = Path(args.bridge or Path(train.out_dir) / "bridge")
     out = Path(args.out or Path(train.out_dir) / "bridge_refit")
-    run = run_retrieval_refit(engine, train, bridge, out, args.holdout, args.limit_images)
-    for stage, minutes in run.minutes.items():
-        print(f"{stage}: {minutes:.1f} min wall time")
+    run = run_retrieval_refit(with_encoder(config.engine, args.encoder), train, bridge, out,
+                              args.holdout, args.limit_images)
     refit = json.loads((run.folder / META_FILE).read_text())["retrieval_refit"]
     for epoch, mean_recall in enumerate(refit["holdout_mr"], start=1):
         print(f"epoch {epoch}: held-out mR {mean_recall:.2f}")
-    print(f"bridge written to {run.folder}")
+    print_run(run)
     return 0

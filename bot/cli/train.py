@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
 from bot.config import load_config
+
+if TYPE_CHECKING:
+    from engine.config import EngineConfig
+    from engine.training.pipeline import TrainingRun
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +35,22 @@ def run(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, out_dir=args.out)
     if args.epochs:
         train = dataclasses.replace(train, epochs=args.epochs)
-    engine = config.engine
-    if args.encoder:
-        engine = dataclasses.replace(
-            engine, vision=dataclasses.replace(engine.vision, weights=args.encoder))
+    engine = with_encoder(config.engine, args.encoder)
     run = run_bridge_training(engine, train, args.limit_images, args.max_steps)
+    print_run(run)
+    print(f"use it: set engine.bridge.weights: {run.folder} in your config")
+    return 0
+
+
+def with_encoder(engine: EngineConfig, encoder: str | None) -> EngineConfig:
+    """``engine`` with ``encoder`` (`capret train-encoder`'s output) as its image tower."""
+    if not encoder:
+        return engine
+    return dataclasses.replace(engine, vision=dataclasses.replace(engine.vision, weights=encoder))
+
+
+def print_run(run: TrainingRun) -> None:
+    """Each stage's wall time, then where the bridge was written."""
     for stage, minutes in run.minutes.items():
         print(f"{stage}: {minutes:.1f} min wall time")
     print(f"bridge written to {run.folder}")
-    print(f"use it: set engine.bridge.weights: {run.folder} in your config")
-    return 0
