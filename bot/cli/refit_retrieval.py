@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: <train.out_dir>/bridge_refit)")
     parser.add_argument("--epochs", type=int, help="override train.retrieval_refit.epochs")
     parser.add_argument("--holdout", type=int, default=0,
-                        help="leave the last N train images out and print their mR per epoch")
+                        help="leave N train images (drawn at random, seeded) out and print "
+                             "their mR after each epoch")
     parser.add_argument("--limit-images", type=int, help="use only the first N train images")
     parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
                         "(default: engine.vision.weights)")

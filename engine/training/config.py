@@ -46,8 +46,8 @@ class EncoderTrainConfig:
 class RetrievalRefitConfig:
     """The last stage: the two retrieval maps refit on cached [RET] states (retrieval_refit.py)."""
 
-    # Passes over the train images (each with one of its distinct captions); 0 skips the stage.
-    epochs: int = 0
+    # Passes over the train images, each with one of its distinct captions (more overfit).
+    epochs: int = 10
     # Images (one query each) per step; every step ranks each query against all train images.
     batch_size: int = 1024
     learning_rate: float = 1e-3
