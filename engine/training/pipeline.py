@@ -76,8 +76,8 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
                         ) -> TrainingRun:
     """Refit a trained bridge's retrieval maps on cached [RET] states; write the whole bridge.
 
-    ``holdout``: leave the last N train images out and print their mR after each epoch (for
-    choosing the epochs; the shipped refit holds none out).
+    ``holdout``: leave that many train images (drawn at random) out and record their mR after
+    each epoch, for choosing the epochs; the shipped refit holds none out.
     """
     engine_config = dataclasses.replace(
         engine_config, bridge=dataclasses.replace(engine_config.bridge, weights=str(bridge_folder)))
