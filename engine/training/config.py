@@ -53,6 +53,9 @@ class RetrievalRefitConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 20
+    # Weight of the image->text direction, each image ranked against every train request (the
+    # text->image one weighs 1).
+    image_to_text_weight: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Used by the encoder's CLIP adaptation (``train_encoder.py``: several captions pe
 the bridge's [RET] objective (``objective.py``: one query per image). The RS-CapRet objective
 writes its term as the sum ``L_t2i + L_i2t``, which is twice this mean: ``objective.py``
 multiplies by 2, so its loss scale and trained weights are what they were. ``bank_info_nce``
-is the same loss with the query->image direction ranked against every train image.
+is the same loss with the query->image direction ranked against every train image;
+``full_info_nce`` ranks both directions against everything (the retrieval refit's loss).
 """
 
 from __future__ import annotations
@@ -65,3 +66,31 @@ def bank_info_nce(queries: torch.Tensor, keys: torch.Tensor, bank: torch.Tensor,
     in_batch = scale * keys @ queries.T  # (B, B)
     k2q = F.cross_entropy(in_batch, torch.arange(len(keys), device=keys.device))
     return (q2k + k2q) / 2
+
+
+def full_info_nce(queries: torch.Tensor, owners: torch.Tensor, picked: torch.Tensor,
+                  keys: torch.Tensor, scale: torch.Tensor, key_weight: float = 1.0
+                  ) -> torch.Tensor:
+    """InfoNCE with both directions ranked against everything there is.
+
+    For cached features and states, where every key and every query costs only a linear map:
+    each of the step's queries is ranked against all keys, and each of their keys against all
+    queries (all of its own queries are positives).
+
+    Args:
+        queries: (Q, D) every normalised query.
+        owners: (Q,) the key of each query.
+        picked: (B,) the step's queries, one per key.
+        keys: (N, D) every normalised key.
+        scale: the logit scale (already exponentiated).
+        key_weight: the weight of the key->query direction.
+
+    Returns:
+        The query->key cross-entropy plus ``key_weight`` times the key->query one.
+    """
+    rows = owners[picked]
+    q2k = F.cross_entropy(scale * queries[picked] @ keys.T, rows)
+    logits = scale * keys[rows] @ queries.T  # (B, Q)
+    mine = owners[None, :] == rows[:, None]
+    k2q = (logits.logsumexp(1) - logits.masked_fill(~mine, float("-inf")).logsumexp(1)).mean()
+    return q2k + key_weight * k2q

@@ -5,7 +5,8 @@ maps see 96 queries at a time, about three per train image. Yet the LM is frozen
 joint training has fixed the [RET] row, a request's hidden state at [RET] never changes:
 computed once (about 20 minutes for RSICD train on 2 cores), the states let the two linear
 maps (pooled image feature -> shared space, [RET] state -> shared space) and the logit scale
-train for many epochs, every query ranked against every train image. Descriptions do not
+train for many epochs, each request ranked against every train image and each image against
+every train request (one linear map each, so nothing is stale). Descriptions do not
 change: the prefix maps and the [RET] row are left as they are. Still the method: frozen
 encoder, frozen LM, linear maps.
 """
@@ -26,7 +27,7 @@ from engine.bridge import Bridge
 from engine.model import RSCapRet
 from engine.tokens import RETRIEVAL_PROMPTS
 from engine.training.config import RetrievalRefitConfig
-from engine.training.contrastive import bank_info_nce
+from engine.training.contrastive import full_info_nce
 from engine.training.metrics import retrieval_metrics
 from engine.training.schedule import warmup_cosine
 from engine.types import TextPart, Turn
@@ -122,10 +123,12 @@ def refit_retrieval(bridge: Bridge, states: torch.Tensor, owners: Sequence[int],
     held = sorted(rng.sample(range(images.shape[1]), holdout))
     kept = sorted(set(range(images.shape[1])) - set(held))
     position = {image: p for p, image in enumerate(kept)}
+    trained = [q for q, image in enumerate(owners) if image in position]
+    trained_states = states[trained]
+    trained_owners = torch.tensor([position[owners[q]] for q in trained], device=device)
     requests_of: list[list[int]] = [[] for _ in kept]
-    for q, image in enumerate(owners):
-        if image in position:
-            requests_of[position[image]].append(q)
+    for row, owner in enumerate(trained_owners.tolist()):
+        requests_of[owner].append(row)
     params = [*bridge.image_to_shared.parameters(), *bridge.ret_to_shared.parameters(),
               bridge.logit_scale]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
@@ -142,9 +145,9 @@ def refit_retrieval(bridge: Bridge, states: torch.Tensor, owners: Sequence[int],
         losses = []
         for start in range(0, len(kept), config.batch_size):
             rows = order[start:start + config.batch_size]
-            picked = [rng.choice(requests_of[row]) for row in rows]
-            losses.append(_step(bridge, states[picked], bank_features,
-                                torch.tensor(rows, device=device), optimizer))
+            picked = torch.tensor([rng.choice(requests_of[row]) for row in rows], device=device)
+            losses.append(_step(bridge, trained_states, trained_owners, picked, bank_features,
+                                config.image_to_text_weight, optimizer))
             schedule.step()
         history.loss.append(sum(losses) / len(losses))
         if holdout:
@@ -152,13 +155,15 @@ def refit_retrieval(bridge: Bridge, states: torch.Tensor, owners: Sequence[int],
     return history
 
 
-def _step(bridge: Bridge, states: torch.Tensor, bank_features: torch.Tensor, rows: torch.Tensor,
+def _step(bridge: Bridge, states: torch.Tensor, owners: torch.Tensor, picked: torch.Tensor,
+          features: torch.Tensor, image_to_text_weight: float,
           optimizer: torch.optim.Optimizer) -> float:
-    """One step: each state against every kept image (keys recomputed, none stale)."""
-    bank = bridge.image_vectors(bank_features)  # (K, S)
-    # Twice the mean of the two directions, as the joint training writes its [RET] term.
-    loss = 2 * bank_info_nce(bridge.query_vectors(states), bank[rows], bank, rows,
-                             bridge.logit_scale.exp().clamp(max=100.0))
+    """One step: the picked requests against every image, their images against every request
+    (all keys and queries recomputed, none stale: each is one linear map).
+    """
+    loss = full_info_nce(bridge.query_vectors(states), owners, picked,
+                         bridge.image_vectors(features),
+                         bridge.logit_scale.exp().clamp(max=100.0), image_to_text_weight)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.training.contrastive import bank_info_nce, info_nce
+from engine.training.contrastive import bank_info_nce, full_info_nce, info_nce
 
 
 def _pair(n: int = 5, d: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,3 +50,23 @@ def test_bank_images_are_negatives_and_the_trained_view_is_the_positive() -> Non
     lookalike = unrelated.clone()
     lookalike[0] = q[0]  # another image that matches the query perfectly: a hard negative
     assert bank_info_nce(q, k, lookalike, row, scale) > base
+
+
+def test_ranking_everything_with_one_query_per_key_is_twice_the_plain_loss() -> None:
+    q, k = _pair()
+    scale = torch.tensor(10.0)
+    every = torch.arange(len(q))
+    torch.testing.assert_close(full_info_nce(q, every, every, k, scale), 2 * info_nce(q, k, scale))
+
+
+def test_every_query_of_a_key_is_a_positive_and_unpicked_queries_are_negatives() -> None:
+    q, k = _pair(n=6)
+    scale = torch.tensor(10.0)
+    owners = torch.tensor([0, 0, 1, 1, 2, 2])
+    picked = torch.tensor([0, 2])  # keys 0 and 1 this step; key 2 and queries 4, 5 still rank
+    keys = k[:3]
+    q2k = F.cross_entropy(scale * q[picked] @ keys.T, owners[picked])
+    logits = scale * keys[:2] @ q.T
+    k2q = torch.stack([logits[0].logsumexp(0) - logits[0, :2].logsumexp(0),
+                       logits[1].logsumexp(0) - logits[1, 2:4].logsumexp(0)]).mean()
+    torch.testing.assert_close(full_info_nce(q, owners, picked, keys, scale, 0.5), q2k + 0.5 * k2q)
