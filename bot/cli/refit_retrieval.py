@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from bot.cli.train import print_run, with_encoder
@@ -30,7 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Refit the retrieval maps of a trained bridge and write the whole bridge."""
-    from engine.bridge import META_FILE
     from engine.training.pipeline import run_retrieval_refit
 
     config = load_config(args.config)
@@ -42,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(train.out_dir) / "bridge_refit")
     run = run_retrieval_refit(with_encoder(config.engine, args.encoder), train, bridge, out,
                               args.holdout, args.limit_images)
-    refit = json.loads((run.folder / META_FILE).read_text())["retrieval_refit"]
-    for epoch, mean_recall in enumerate(refit["holdout_mr"], start=1):
+    for epoch, mean_recall in enumerate(run.held_out_mr, start=1):
         print(f"epoch {epoch}: held-out mR {mean_recall:.2f}")
     print_run(run)
     return 0

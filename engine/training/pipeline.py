@@ -29,10 +29,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """Where the bridge was written and the wall time of each stage (minutes)."""
+    """Where the bridge was written, the wall time of each stage (minutes) and, for a refit
+    with held-out images, their mR after each epoch.
+    """
 
     folder: Path
     minutes: dict[str, float]
+    held_out_mr: tuple[float, ...] = ()
 
 
 def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
@@ -103,4 +106,4 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
     meta["retrieval_refit"] = {**dataclasses.asdict(config.retrieval_refit),
                                "holdout": holdout, **dataclasses.asdict(history)}
     bridge.save(out_folder, extra=meta)
-    return TrainingRun(out_folder, minutes)
+    return TrainingRun(out_folder, minutes, tuple(history.holdout_mr))
