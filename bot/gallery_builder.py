@@ -1,9 +1,9 @@
 """Fill the store's gallery with vectors from the engine: add, rebuild, search, seed.
 
 The store keeps rows, files and the FAISS index; the engine makes the vectors
-(``embed_images`` then ``image_query``; text queries through ``retrieve``). Encoder
-embeddings are cached by (sha256, encoder_id), so a rebuild after new bridge weights only
-re-runs the bridge's projection.
+(``embed_for_gallery`` then ``image_query``; text queries through ``retrieve``). Gallery
+embeddings are cached by (sha256, gallery_encoder_id), so a rebuild after new bridge weights
+only re-runs the bridge's projection.
 """
 
 from __future__ import annotations
@@ -151,10 +151,10 @@ def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[CaptionedImage]
 
 
 def _embeddings(store: Store, engine: EnginePort, shas: Sequence[str]) -> np.ndarray:
-    """Encoder embeddings (N, D_img) of stored images, from the cache or the engine."""
+    """Gallery embeddings (N, D_img) of stored images, from the cache or the engine."""
     found = store.embeddings.get_or_compute(
-        shas, engine.encoder_id,
-        lambda todo: engine.embed_images([_open(store.blobs.path(sha)) for sha in todo]))
+        shas, engine.gallery_encoder_id,
+        lambda todo: engine.embed_for_gallery([_open(store.blobs.path(sha)) for sha in todo]))
     return np.stack([found[sha] for sha in shas])
 
 

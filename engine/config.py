@@ -31,6 +31,10 @@ class VisionConfig:
     feature: Literal["pooled", "projected", "spatial"] = "pooled"
     # Cells per side of the "spatial" feature's grid.
     grid: int = 2
+    # Quarter turns of an image whose embeddings are averaged for its gallery vector (1: the
+    # image as it is). Overhead scenes have no up, and the mean ranks better: val mR 24.2 with
+    # 4 against 23.4 with 1, for four encoder passes per indexed image and none per query.
+    gallery_turns: int = 4
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from PIL import Image
 from engine.backends.base import Backend
 from engine.bridge import Bridge
 from engine.config import EngineConfig
+from engine.dihedral import quarter_turned
 from engine.generate import DecodeSettings, Finished
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
@@ -48,12 +49,27 @@ class RSCapRet:
         self.backend = backend
         self.bridge_id = bridge_id
         self.encoder_id = encoder.encoder_id
+        turns = config.vision.gallery_turns
+        self.gallery_encoder_id = self.encoder_id if turns == 1 else (
+            f"{self.encoder_id}__turns{turns}")
         self.shared_dim = bridge.spec.shared_dim
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder features (N, D_img), float32; callers cache them by content hash."""
         with torch.inference_mode():
             return self.encoder.embed(images).float().cpu().numpy()
+
+    def embed_for_gallery(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """What gallery vectors are made from (N, D_img): the encoder embedding averaged over
+        ``vision.gallery_turns`` quarter turns of each image. Only its pooled part is meant
+        (``image_query`` reads no more): averaged cells no longer say where anything is, so it
+        never feeds a prompt. Cacheable by content hash under ``gallery_encoder_id``.
+        """
+        turns = self.config.vision.gallery_turns
+        with torch.inference_mode():
+            views = [self.encoder.embed([quarter_turned(image, turn) for image in images])
+                     for turn in range(turns)]
+            return torch.stack(views).mean(0).float().cpu().numpy()
 
     def generate(self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
                  options: GenerationOptions | None = None) -> GenerationResult:

@@ -29,6 +29,15 @@ def text_vector(text: str, dim: int) -> np.ndarray:
     return _unit(np.random.default_rng(seed).standard_normal(dim))
 
 
+def _thumbnails(images: Sequence[Image.Image]) -> np.ndarray:
+    """Each image's 2×2 thumbnail, centred and normalised, (N, 12)."""
+    rows = []
+    for image in images:
+        small = np.asarray(image.convert("RGB").resize((2, 2)), dtype=np.float32)
+        rows.append(_unit(small.reshape(-1) - 127.5))
+    return np.stack(rows).astype(np.float32)
+
+
 class FakeEngine:
     """Replies "I see N image(s)..." and emits [RET] when the last user text asks for images.
 
@@ -38,6 +47,7 @@ class FakeEngine:
     """
 
     encoder_id = "fake-encoder"
+    gallery_encoder_id = "fake-encoder__turns4"
     shared_dim = 8
     image_dim = 12
 
@@ -47,6 +57,7 @@ class FakeEngine:
         self.delay_s = delay_s
         self.reply_words = reply_words
         self.embed_calls = 0
+        self.gallery_embed_calls = 0
         self.generate_calls = 0
         self.fail_next: Exception | None = None
         self.last_dialogue: list[Turn] = []
@@ -62,11 +73,15 @@ class FakeEngine:
         """Each image's 2×2 thumbnail, centred and normalised, (N, 12)."""
         with self._lock:
             self.embed_calls += len(images)
-        rows = []
-        for image in images:
-            small = np.asarray(image.convert("RGB").resize((2, 2)), dtype=np.float32)
-            rows.append(_unit(small.reshape(-1) - 127.5))
-        return np.stack(rows).astype(np.float32)  # (N, 12)
+        return _thumbnails(images)
+
+    def embed_for_gallery(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The mean of each image's four quarter turns' thumbnails, (N, 12)."""
+        with self._lock:
+            self.gallery_embed_calls += len(images)
+        turns = [_thumbnails([image.rotate(90 * k, expand=True) for image in images])
+                 for k in range(4)]
+        return np.mean(turns, axis=0).astype(np.float32)
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Embeddings through the seeded bridge projection, normalised, (N, shared_dim)."""

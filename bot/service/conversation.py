@@ -80,7 +80,7 @@ class ConversationService:
         reply = await self._scenes.describe(uid, images, reply)
         turn_id = await self._db(self.store.append_exchange, uid, user_turn,
                                  reply_turn(reply, hits))
-        notice = await self._uploads.index(uid, images, embeddings)
+        notice = await self._uploads.index(uid, images)
         return Reply(f"{reply}\n\n{notice}" if notice else reply, hits, turn_id)
 
     async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
@@ -137,7 +137,7 @@ class ConversationService:
             if not shas:
                 raise UserFacingError("Send an image first, or reply to one with /similar.")
             sha, images = shas[-1], []
-        embedding = (await self._uploads.embeddings([Turn("user", (ImagePart(sha),))], images))[sha]
+        embedding = (await self._uploads.gallery_embeddings([sha], images))[sha]
         scene = self._scenes.get(uid)
         none = np.empty((0, embedding.shape[-1]), dtype=np.float32)
         tiles = scene.vectors if scene is not None and scene.sha256 == sha else none

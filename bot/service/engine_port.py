@@ -19,6 +19,8 @@ class EnginePort(Protocol):
 
     # Identifies the image encoder: cached image embeddings are keyed by (sha256, encoder_id).
     encoder_id: str
+    # Identifies gallery embeddings (``embed_for_gallery``), cached under it as encoder_id.
+    gallery_encoder_id: str
     # Identifies the bridge weights: gallery vectors made with other weights are refused.
     bridge_id: str
     # Dimension of the shared retrieval space (gallery vectors).
@@ -26,6 +28,10 @@ class EnginePort(Protocol):
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder embeddings, (N, D_img); cacheable by content hash."""
+        ...
+
+    def embed_for_gallery(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """What gallery vectors are made from, (N, D_img); never a prompt's image."""
         ...
 
     def generate(

@@ -1,12 +1,13 @@
 """A chat's images: decoded within the limits, embedded once (the embedding cache, by sha256
-and encoder), their GeoTIFF footprints kept, and indexed into the chat's private gallery.
+and encoder), their GeoTIFF footprints kept, and indexed into the chat's private gallery
+(from their gallery embeddings, as the shared gallery's images are).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -49,17 +50,33 @@ class Uploads:
         self, dialogue: Sequence[Turn], fresh: Sequence[DecodedImage]
     ) -> dict[str, np.ndarray]:
         """Encoder embedding of every image in the dialogue, computed once per sha256."""
-        shas = list(dict.fromkeys(p.sha256 for t in dialogue for p in t.parts
-                                  if isinstance(p, ImagePart)))
-        if not shas:
+        shas = [p.sha256 for t in dialogue for p in t.parts if isinstance(p, ImagePart)]
+        return await self._cached(shas, fresh, self.engine.encoder_id, self.engine.embed_images)
+
+    async def gallery_embeddings(
+        self, shas: Sequence[str], fresh: Sequence[DecodedImage]
+    ) -> dict[str, np.ndarray]:
+        """What the images' gallery vectors are made from (``embed_for_gallery``), computed
+        once per sha256: an upload indexed, or an example searched by ("more like this").
+        """
+        return await self._cached(shas, fresh, self.engine.gallery_encoder_id,
+                                  self.engine.embed_for_gallery)
+
+    async def _cached(self, shas: Sequence[str], fresh: Sequence[DecodedImage], encoder: str,
+                      embed: Callable[[list[Image.Image]], np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+        """Embeddings of ``shas`` from the store's cache under ``encoder``, the misses made by
+        ``embed`` from ``fresh`` images or stored ones, and cached.
+        """
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
             return {}
-        encoder = self.engine.encoder_id
-        found = await self.workers.io(self.store.cached_embeddings, shas, encoder)
-        missing = [sha for sha in shas if sha not in found]
+        found = await self.workers.io(self.store.cached_embeddings, wanted, encoder)
+        missing = [sha for sha in wanted if sha not in found]
         if missing:
             pil = {image.sha256: image.image for image in fresh}
             images = [pil[sha] if sha in pil else await self._stored_image(sha) for sha in missing]
-            vectors = await self.workers.model(self.engine.embed_images, images)  # (N, D_img)
+            vectors = await self.workers.model(embed, images)  # (N, D_img)
             computed = {sha: np.asarray(v, dtype=np.float32)
                         for sha, v in zip(missing, vectors, strict=True)}
             await self.workers.io(self.store.cache_embeddings, computed, encoder)
@@ -73,15 +90,13 @@ class Uploads:
                 await self.workers.io(self.store.put_footprint, image.sha256,
                                       image.geo.footprint.as_dict())
 
-    async def index(self, uid: int, images: Sequence[DecodedImage],
-                    embeddings: dict[str, np.ndarray]) -> str:
-        """The chat's images join its private gallery, their vectors made from the encoder
-        embeddings already computed for the reply; returns what to tell the chat, or "".
-        """
+    async def index(self, uid: int, images: Sequence[DecodedImage]) -> str:
+        """The chat's images join its private gallery; returns what to tell the chat, or ""."""
         shas = list(dict.fromkeys(image.sha256 for image in images))
         if not shas:
             return ""
         try:
+            embeddings = await self.gallery_embeddings(shas, images)
             vectors = await self.workers.model(self.engine.image_query,
                                                np.stack([embeddings[sha] for sha in shas]))
             done = await self.workers.io(self.store.index_uploads, uid, shas, vectors)

@@ -4,7 +4,8 @@
   are decoded in batches) against its references (BLEU-1..4, METEOR, ROUGE-L, CIDEr), and how
   varied the descriptions are (distinct descriptions per image, vocabulary size);
 - retrieval: every reference caption, asked as "Show me <caption>", is a [RET] query over the
-  split's images (t2i); every image's bridge vector queries all captions (i2t); R@1/5/10, mR;
+  split's images (t2i); every image's bridge vector queries all captions (i2t); R@1/5/10, mR.
+  The images' vectors are made as the bot's gallery makes them (``embed_for_gallery``);
 - scene accuracy: the answer to "What kind of scene is this?", by the matcher of
   ``scene_match.names_scene`` and by the earlier strict one;
 - follow-ups: grounded questions from the split's captions (``questions``), each asked after
@@ -69,7 +70,7 @@ def evaluate(engine: RSCapRet, records: Sequence[CaptionedImage],
     report.metrics.update(caption_metrics({k: [v] for k, v in report.captions.items()},
                                           references))
     report.metrics.update(variety(report.captions))
-    report.metrics.update(_retrieval(engine, records, features, report))
+    report.metrics.update(_retrieval(engine, records, report))
     labelled = [r for r in records if r.label]
     if labelled:
         report.metrics.update(_scene(engine, labelled, features, report))
@@ -170,9 +171,18 @@ def _features(engine: RSCapRet, records: Sequence[CaptionedImage]) -> dict[str, 
     return out
 
 
-def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage],
-               features: dict[str, np.ndarray], report: EvalReport) -> dict[str, float]:
-    images = engine.image_query(np.stack([features[r.path.name] for r in records]))  # (N, S)
+def _gallery_embeddings(engine: RSCapRet, records: Sequence[CaptionedImage]) -> np.ndarray:
+    """(N, D_img): what the gallery's vectors are made from, as the bot indexes images."""
+    chunks = []
+    for start in tqdm(range(0, len(records), 32), desc="gallery embeddings", unit="batch"):
+        images = [Image.open(r.path).convert("RGB") for r in records[start:start + 32]]
+        chunks.append(engine.embed_for_gallery(images))
+    return np.concatenate(chunks)
+
+
+def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage], report: EvalReport
+               ) -> dict[str, float]:
+    images = engine.image_query(_gallery_embeddings(engine, records))  # (N, S)
     requests = [(row, RETRIEVAL_PROMPTS[0].format(query=c))
                 for row, r in enumerate(records) for c in r.captions]
     queries = []

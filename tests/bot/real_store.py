@@ -24,7 +24,7 @@ def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000) -> St
     if len(store.gallery) == 0:
         sources = [CaptionedImage(RSICD / name, label=label) for name, label in GALLERY]
         assert add_images(store, engine, sources).added == len(GALLERY)
-        engine.embed_calls = 0
+        engine.embed_calls = engine.gallery_embed_calls = 0
     return store
 
 

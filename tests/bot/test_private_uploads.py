@@ -46,7 +46,8 @@ async def test_each_chat_reaches_public_and_its_own_across_restart_and_forget(
     svc = real_service(store, engine)
     for user, name in UPLOADS.items():
         assert (await svc.ask(user, "", [jpeg(name)])).text.startswith("I see 1 image")
-    assert engine.embed_calls == 4, "each upload encoded once: the index reuses it"
+    assert engine.embed_calls == 4, "each upload encoded once for the reply"
+    assert engine.gallery_embed_calls == 4, "and once (its turns) for its gallery vector"
     own = {user: png_sha(jpeg(name)) for user, name in UPLOADS.items()}
     for user in UPLOADS:
         assert await reachable(svc, user) == PUBLIC | {own[user]}
@@ -139,10 +140,10 @@ async def test_a_bridge_change_re_embeds_uploads_from_their_files(
     await svc.ask(ALICE, "", [jpeg("00200.jpg")])
     newer = FakeEngine(bridge_id="fake-bridge-2")  # the same encoder, new bridge weights
     assert rebuild(real_store, newer) == 13
-    assert newer.embed_calls == 0, "encoder embeddings come from the cache"
+    assert newer.gallery_embed_calls == 0, "gallery embeddings come from the cache"
     after = real_service(real_store, newer)
     hits = (await after.search(ALICE, "mine x")).hits
-    expected = newer.image_query(newer.embed_images([_pil("00200.jpg")]))[0]
+    expected = newer.image_query(newer.embed_for_gallery([_pil("00200.jpg")]))[0]
     assert [h.sha256 for h in hits] == [png_sha(jpeg("00200.jpg"))]
     own = real_store.gallery.search(expected, 1, newer.bridge_id, user_id=uid(real_store, ALICE),
                                     only_own=True)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.dihedral import quarter_turned
 from engine.model import RSCapRet
 from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 from tests.engine.tiny import tiny_engine
@@ -71,6 +72,17 @@ def test_text_retrieval_and_image_query_shapes(engine: RSCapRet, image: Image.Im
     vectors = engine.image_query(engine.embed_images([image, image.rotate(90)]))
     assert query.shape == (engine.shared_dim,) and vectors.shape == (2, engine.shared_dim)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_gallery_embeddings_do_not_depend_on_which_way_is_up(engine: RSCapRet,
+                                                               image: Image.Image) -> None:
+    turned = [quarter_turned(image, k) for k in range(4)]
+    gallery = engine.embed_for_gallery(turned)
+    np.testing.assert_allclose(gallery, np.repeat(gallery[:1], 4, axis=0), atol=1e-5)
+    # ...while the prompt's embedding of a turned image is another one.
+    plain = engine.embed_images(turned[:2])
+    assert not np.allclose(plain[0], plain[1], atol=1e-3)
+    assert engine.gallery_encoder_id != engine.encoder_id
 
 
 def test_caption_shortcut_returns_text(engine: RSCapRet, image: Image.Image) -> None:
