@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "bot.cli.train",
     "bot.cli.train_encoder",
     "bot.cli.refit_retrieval",
+    "bot.cli.tune_answers",
     "bot.cli.evaluate",
     "bot.cli.chat",
     "bot.cli.db",

@@ -59,6 +59,25 @@ class RetrievalRefitConfig:
 
 
 @dataclass(frozen=True)
+class AnswerTuningConfig:
+    """The second stage (answer_tuning.py): the prefix maps tuned on answers alone."""
+
+    steps: int = 250
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+    # What an image teaches in a pass over the train images, drawn with these weights: its
+    # description (so descriptions stay as good), the scene question, or a follow-up dialogue.
+    caption_share: float = 0.45
+    scene_share: float = 0.15
+    dialogue_share: float = 0.4
+    # "answer": each answer weighs the same however long, so "Yes." counts as much as a
+    # description; the short answers are what this stage is for.
+    answer_weighting: Literal["token", "answer"] = "answer"
+    checkpoint_every: int = 25
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Bridge training: L = λc·Lc + λr·(L_t2i + L_i2t)."""
 
@@ -105,4 +124,5 @@ class TrainConfig:
     # Steps between checkpoints (resume picks up the newest one).
     checkpoint_every: int = 200
     encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)
+    answer_tuning: AnswerTuningConfig = field(default_factory=AnswerTuningConfig)
     retrieval_refit: RetrievalRefitConfig = field(default_factory=RetrievalRefitConfig)

@@ -26,7 +26,7 @@ from transformers import DynamicCache
 from engine.bridge import Bridge
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
-from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
+from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, scene_answer
 from engine.training.contrastive import bank_info_nce, info_nce
 from engine.types import TextPart, Turn
 
@@ -51,6 +51,11 @@ class Example:
     @staticmethod
     def captioning(features: torch.Tensor, caption: str, image: int | None = None) -> Example:
         return Example(features, caption, ((CAPTION_PROMPT, caption),), image)
+
+    @staticmethod
+    def scene_question(features: torch.Tensor, caption: str, label: str) -> Example:
+        """The scene question, answered with the taught form (``scene_answer``)."""
+        return Example(features, caption, ((SCENE_PROMPT, scene_answer(label)),))
 
 
 @dataclass(frozen=True)
@@ -117,11 +122,8 @@ class Objective:
         """
         retrieval = examples if retrieval is None else retrieval
         device = self.bridge.logit_scale.device
-        feats = torch.stack([e.features for e in examples]).float().to(device)  # (B, D_img)
-        answers = [self._answer_sequence(e) for e in examples]
         requests = [self._retrieval_sequence(e, rng) for e in retrieval]
-        cap_hidden, cap_targets, cap_weights = self._caption_pass(
-            answers, self.bridge.prefix(feats), _shared_prefix([a.layout for a in answers]))
+        cap_hidden, cap_targets, cap_weights = self._answers(examples)
         ret_last, ret_hidden = self._retrieval_pass(requests,
                                                     _shared_prefix([r.layout for r in requests]))
         ret_targets = torch.full((len(retrieval),), self.lm.ret_id, device=device)
@@ -133,6 +135,19 @@ class Objective:
         lr = 2 * self._contrastive(queries, retrieval, bank)
         total = self.lambda_caption * lc + self.lambda_retrieval * lr
         return Losses(total, lc.detach(), lr.detach())
+
+    def answer_loss(self, examples: Sequence[Example]) -> torch.Tensor:
+        """The answer loss alone, no [RET] requests: the answer-tuning stage's objective."""
+        return self._token_loss(*self._answers(examples))
+
+    def _answers(self, examples: Sequence[Example]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``_caption_pass`` of the examples' answer sequences, their images as prefixes."""
+        device = self.bridge.logit_scale.device
+        feats = torch.stack([e.features for e in examples]).float().to(device)  # (B, D_img)
+        answers = [self._answer_sequence(e) for e in examples]
+        return self._caption_pass(answers, self.bridge.prefix(feats),
+                                  _shared_prefix([a.layout for a in answers]))
 
     def _contrastive(self, queries: torch.Tensor, retrieval: Sequence[Example],
                      bank: ImageBank | None) -> torch.Tensor:

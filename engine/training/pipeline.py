@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,6 +17,8 @@ from engine.bridge import META_FILE, Bridge
 from engine.config import EngineConfig
 from engine.factory import bridge_spec, create_engine, resolve_device
 from engine.language import load_language
+from engine.model import ImageEncoder
+from engine.training.answer_tuning import tune_answers
 from engine.training.config import TrainConfig
 from engine.training.data import CaptionedImage, load_sources
 from engine.training.features import cached_features
@@ -45,15 +48,9 @@ def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
     torch.manual_seed(config.seed)
     device = resolve_device(engine_config.device)
     encoder = build_image_encoder(engine_config.vision, device)
-    records = load_sources(config.sources, "train")[:limit_images]
     started = time.monotonic()
-    features, records = cached_features(encoder, records, Path(config.feature_cache),
-                                        config.feature_rotations)  # (R, N, D_img)
+    items = train_items(encoder, config, limit_images)
     minutes = {"features": (time.monotonic() - started) / 60}
-    items = [TrainItem(features[:, i], r.captions, r.label, q)
-             for i, (r, q) in enumerate(zip(records, record_questions(records), strict=True))]
-    logger.info("training on %d images, %d captions", len(items),
-                sum(len(i.captions) for i in items))
     lm = load_language(engine_config.language, device)
     spec = bridge_spec(engine_config.bridge, encoder, lm)
     torch.manual_seed(config.seed)
@@ -65,6 +62,19 @@ def run_bridge_training(engine_config: EngineConfig, config: TrainConfig,
     train_bridge(items, lm, bridge, engine_config, config, out_dir, max_steps)
     minutes["bridge"] = (time.monotonic() - started) / 60  # since this (re)start
     return TrainingRun(out_dir / "bridge", minutes)
+
+
+def train_items(encoder: ImageEncoder, config: TrainConfig, limit_images: int | None = None
+                ) -> list[TrainItem]:
+    """The train split as training items: cached features, captions, label, questions."""
+    records = load_sources(config.sources, "train")[:limit_images]
+    features, records = cached_features(encoder, records, Path(config.feature_cache),
+                                        config.feature_rotations)  # (R, N, D_img)
+    items = [TrainItem(features[:, i], r.captions, r.label, q)
+             for i, (r, q) in enumerate(zip(records, record_questions(records), strict=True))]
+    logger.info("training on %d images, %d captions", len(items),
+                sum(len(i.captions) for i in items))
+    return items
 
 
 def record_questions(records: Sequence[CaptionedImage]) -> list[tuple[Question, ...]]:
@@ -82,9 +92,7 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
     ``holdout``: leave that many train images (drawn at random) out and record their mR after
     each epoch, for choosing the epochs; the shipped refit holds none out.
     """
-    engine_config = dataclasses.replace(
-        engine_config, bridge=dataclasses.replace(engine_config.bridge, weights=str(bridge_folder)))
-    engine = create_engine(engine_config)
+    engine = create_engine(_with_bridge(engine_config, bridge_folder))
     records = load_sources(config.sources, "train")[:limit_images]
     features, records = cached_features(engine.encoder, records, Path(config.feature_cache),
                                         config.feature_rotations)  # (R, N, D_img)
@@ -100,10 +108,42 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
                                   features[:, :, :bridge.spec.pooled_dim],
                                   config.retrieval_refit, config.seed, holdout)
     minutes["retrieval refit"] = (time.monotonic() - started) / 60
-    meta = json.loads((bridge_folder / META_FILE).read_text())
-    meta.pop("spec", None)
-    meta.pop("logit_scale", None)
+    meta = _meta_of(bridge_folder)
     meta["retrieval_refit"] = {**dataclasses.asdict(config.retrieval_refit),
                                "holdout": holdout, **dataclasses.asdict(history)}
     bridge.save(out_folder, extra=meta)
     return TrainingRun(out_folder, minutes, tuple(history.holdout_mr))
+
+
+def run_answer_tuning(engine_config: EngineConfig, config: TrainConfig, bridge_folder: Path,
+                      out_folder: Path, limit_images: int | None = None,
+                      max_steps: int | None = None) -> TrainingRun:
+    """Tune a trained bridge's prefix maps on answers (``answer_tuning.py``); write the whole
+    bridge to ``out_folder`` (checkpoints beside it, in ``<out_folder>.run``).
+    """
+    engine = create_engine(_with_bridge(engine_config, bridge_folder))
+    started = time.monotonic()
+    items = train_items(engine.encoder, config, limit_images)
+    minutes = {"features": (time.monotonic() - started) / 60}
+    started = time.monotonic()
+    with torch.enable_grad():
+        losses = tune_answers(items, engine.lm, engine.bridge, engine_config, config,
+                              out_folder.with_name(out_folder.name + ".run"), max_steps)
+    minutes["answer tuning"] = (time.monotonic() - started) / 60  # since this (re)start
+    meta = _meta_of(bridge_folder)
+    meta["answer_tuning"] = {**dataclasses.asdict(config.answer_tuning), "loss": losses}
+    engine.bridge.save(out_folder, extra=meta)
+    return TrainingRun(out_folder, minutes)
+
+
+def _with_bridge(engine_config: EngineConfig, bridge_folder: Path) -> EngineConfig:
+    return dataclasses.replace(
+        engine_config, bridge=dataclasses.replace(engine_config.bridge, weights=str(bridge_folder)))
+
+
+def _meta_of(bridge_folder: Path) -> dict[str, Any]:
+    """A bridge's record of how it was made (its bridge.json less what ``save`` rewrites)."""
+    meta = json.loads((bridge_folder / META_FILE).read_text())
+    meta.pop("spec", None)
+    meta.pop("logit_scale", None)
+    return dict(meta)

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.language import LanguageModel
-from engine.tokens import CAPTION_PROMPT, SCENE_PROMPT, scene_answer
+from engine.tokens import CAPTION_PROMPT
+from engine.training.checkpoints import CHECKPOINT, resume, save_checkpoint
 from engine.training.config import TrainConfig
 from engine.training.objective import Example, ImageBank, Objective
 from engine.training.questions import Question
@@ -32,7 +33,6 @@ from engine.training.schedule import warmup_cosine
 from engine.typed_config import to_mapping
 
 logger = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,12 @@ def epoch_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
     for item in items:
         captions = item.captions if config.captions_per_image == "all" else (
             rng.choice(item.captions),)
-        examples.extend(Example.captioning(_variant(item, rng), c) for c in captions)
+        examples.extend(Example.captioning(image_view(item, rng), c) for c in captions)
         if item.label and rng.random() < config.scene_question_ratio:
-            answer = scene_answer(item.label)
-            examples.append(Example(_variant(item, rng), captions[0], ((SCENE_PROMPT, answer),)))
+            examples.append(Example.scene_question(image_view(item, rng), captions[0],
+                                                   item.label))
         if item.questions and rng.random() < config.dialogue_ratio:
-            examples.append(_dialogue(item, rng))
+            examples.append(dialogue_example(item, rng))
     rng.shuffle(examples)
     return examples
 
@@ -73,13 +73,13 @@ def retrieval_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: i
                        ) -> list[Example]:
     """Every image once with a random caption, shuffled: the stream [RET] batches draw from."""
     rng = random.Random(config.seed * 1000 + epoch + 500)
-    examples = [Example.captioning(_variant(item, rng), rng.choice(item.captions), index)
+    examples = [Example.captioning(image_view(item, rng), rng.choice(item.captions), index)
                 for index, item in enumerate(items)]
     rng.shuffle(examples)
     return examples
 
 
-def _dialogue(item: TrainItem, rng: random.Random) -> Example:
+def dialogue_example(item: TrainItem, rng: random.Random) -> Example:
     """Describe, then one or two follow-up questions; rare kinds (count, colour) go first."""
     rare = [q for q in item.questions if q.kind in ("count", "colour")]
     common = [q for q in item.questions if q.kind not in ("count", "colour")]
@@ -89,7 +89,7 @@ def _dialogue(item: TrainItem, rng: random.Random) -> Example:
     rng.shuffle(asked)
     caption = rng.choice(item.captions)
     exchanges = ((CAPTION_PROMPT, caption), *((q.text, q.answer) for q in asked))
-    return Example(_variant(item, rng), caption, exchanges)
+    return Example(image_view(item, rng), caption, exchanges)
 
 
 def image_bank(items: Sequence[TrainItem], device: torch.device) -> ImageBank:
@@ -100,7 +100,8 @@ def image_bank(items: Sequence[TrainItem], device: torch.device) -> ImageBank:
     return ImageBank(torch.stack([item.features[0] for item in items]).float().to(device))
 
 
-def _variant(item: TrainItem, rng: random.Random) -> torch.Tensor:
+def image_view(item: TrainItem, rng: random.Random) -> torch.Tensor:
+    """One of the item's cached views (quarter turns), drawn by ``rng``."""
     return item.features[rng.randrange(item.features.shape[0])]
 
 
@@ -124,7 +125,8 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     stop = min(total, max_steps or total)  # max_steps ends early without changing the schedule
     scheduler = warmup_cosine(optimizer, config.warmup_steps, total)
     history: dict[str, list[float]] = {"step": [], "caption": [], "retrieval": []}
-    step = _resume(out_dir, bridge, optimizer, scheduler, history)
+    step, saved = resume(out_dir / CHECKPOINT, bridge, optimizer, scheduler)
+    history.update(saved or {})
     bridge.train()
     lm.train()
     device = bridge.logit_scale.device
@@ -157,7 +159,7 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
                              retrieval=f"{float(losses.retrieval):.3f}", ex_s=f"{speed:.1f}")
         progress.update()
         if step % config.checkpoint_every == 0 or step == stop:
-            _checkpoint(out_dir, step, bridge, optimizer, scheduler, history)
+            save_checkpoint(out_dir / CHECKPOINT, step, bridge, optimizer, scheduler, history)
     progress.close()
     bridge.eval()
     bridge.save(out_dir / "bridge", extra={"train": to_mapping(config), "steps": step})
@@ -179,31 +181,6 @@ def _record(history: dict[str, list[float]], step: int, caption: torch.Tensor,
     history["step"].append(float(step))
     history["caption"].append(float(caption))
     history["retrieval"].append(float(retrieval))
-
-
-def _checkpoint(out_dir: Path, step: int, bridge: Bridge, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler,
-                history: dict[str, list[float]]) -> None:
-    state = {"step": step, "bridge": bridge.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "history": history}
-    tmp = out_dir / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out_dir / CHECKPOINT)  # a crash mid-write never leaves a half checkpoint
-
-
-def _resume(out_dir: Path, bridge: Bridge, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler,
-            history: dict[str, list[float]]) -> int:
-    path = out_dir / CHECKPOINT
-    if not path.is_file():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    bridge.load_state_dict(state["bridge"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    history.update(state["history"])
-    logger.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"])
 
 
 def write_history(out_dir: Path, history: dict[str, list[float]]) -> None:

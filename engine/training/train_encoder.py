@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from engine.clip_model import ClipBundle, build_clip, encoder_id, visual_state
 from engine.config import EMBEDDED_VISION, VisionConfig
+from engine.training.checkpoints import CHECKPOINT, resume, save_checkpoint
 from engine.training.config import DatasetSource, EncoderTrainConfig
 from engine.training.contrastive import info_nce
 from engine.training.data import CaptionedImage, load_sources
@@ -40,7 +41,6 @@ from engine.typed_config import to_mapping
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH = 128
-CHECKPOINT = "checkpoint.pt"
 MAX_LOGIT_SCALE = 100.0
 
 
@@ -115,7 +115,8 @@ def _fit(bundle: ClipBundle, split: SplitTrunk, data: SplitData, cfg: EncoderTra
     scheduler = warmup_cosine(optimizer, min(cfg.warmup_steps, total // 5), total)
     stop = min(max_steps or total, total)  # max_steps ends early, the schedule stays
     checkpoint = Path(cfg.out_dir) / CHECKPOINT
-    step, history = _resume(checkpoint, model, optimizer, scheduler)
+    step, saved = resume(checkpoint, model, optimizer, scheduler)
+    history: list[dict[str, float]] = saved or []
     bar = tqdm(total=stop, initial=step, desc="adapt encoder", unit="step")
     losses: list[float] = []
     while step < stop:
@@ -138,38 +139,10 @@ def _fit(bundle: ClipBundle, split: SplitTrunk, data: SplitData, cfg: EncoderTra
             logger.info("epoch %d: loss %.4f", epoch + 1, history[-1]["loss"])
             losses = []
         if step % cfg.checkpoint_every == 0 or step == stop:
-            _checkpoint(checkpoint, step, model, optimizer, scheduler, history)
+            save_checkpoint(checkpoint, step, model, optimizer, scheduler, history)
     bar.close()
     model.requires_grad_(False)
     return history
-
-
-def _checkpoint(path: Path, step: int, model: Any, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler,
-                history: list[dict[str, float]]) -> None:
-    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    state = {"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "history": history}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a half checkpoint
-
-
-def _resume(path: Path, model: Any, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler
-            ) -> tuple[int, list[dict[str, float]]]:
-    if not path.is_file():
-        return 0, []
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    logger.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"]), list(state["history"])
 
 
 def _step(bundle: ClipBundle, split: SplitTrunk, data: SplitData, batch: list[int],

@@ -31,6 +31,7 @@ def tiny_config(folder: Path, bridge: Path | None = None) -> Path:
         "captions_per_image": "random", "epochs": 6, "batch_size": 8, "learning_rate": 0.01,
         "warmup_steps": 0, "feature_rotations": 1, "checkpoint_every": 2,
         "out_dir": str(folder / "bridge-run"), "feature_cache": str(folder / "cache"),
+        "answer_tuning": {"batch_size": 8, "checkpoint_every": 2},
     }
     path = folder / ("eval.yaml" if bridge else "train.yaml")
     path.write_text(yaml.safe_dump(config))
@@ -52,8 +53,14 @@ def test_train_then_eval_commands(tmp_path: Path) -> None:
     assert len(refit["retrieval_refit"]["holdout_mr"]) == 3
     assert refit["train"] == json.loads((run / "bridge" / "bridge.json").read_text())["train"]
 
+    assert main(["--config", str(tiny_config(tmp_path)), "tune-answers", "--limit-images", "8",
+                 "--bridge", str(run / "bridge_refit"), "--max-steps", "3"]) == 0
+    tuned = json.loads((run / "bridge_tuned" / "bridge.json").read_text())
+    assert len(tuned["answer_tuning"]["loss"]) == 3
+    assert tuned["retrieval_refit"] == refit["retrieval_refit"]
+
     report = tmp_path / "val.json"
-    refit_config = tiny_config(tmp_path, run / "bridge_refit")
+    refit_config = tiny_config(tmp_path, run / "bridge_tuned")
     assert main(["--config", str(refit_config), "eval", "--limit", "3",
                  "--json", str(report)]) == 0
     result = json.loads(report.read_text())

@@ -1,0 +1,44 @@
+"""`capret tune-answers`: the recipe's second stage, a trained bridge's prefix maps tuned on
+answers (descriptions, scene questions, follow-up dialogues); retrieval is left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from bot.cli.train import print_run, with_encoder
+from bot.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `capret tune-answers` and its options to ``sub``."""
+    parser = sub.add_parser(
+        "tune-answers", help="tune a trained bridge's prefix maps on answers to questions")
+    parser.add_argument("--bridge", help="the trained bridge (default: <train.out_dir>/bridge)")
+    parser.add_argument("--out", help="where to write the tuned bridge "
+                        "(default: <train.out_dir>/bridge_tuned)")
+    parser.add_argument("--steps", type=int, help="override train.answer_tuning.steps")
+    parser.add_argument("--max-steps", type=int, help="stop after N steps (tiny runs)")
+    parser.add_argument("--limit-images", type=int, help="use only the first N train images")
+    parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
+                        "(default: engine.vision.weights)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Tune the prefix maps of a trained bridge and write the whole bridge."""
+    from engine.training.pipeline import run_answer_tuning
+
+    config = load_config(args.config)
+    train = config.train
+    if args.steps is not None:
+        train = dataclasses.replace(train, answer_tuning=dataclasses.replace(
+            train.answer_tuning, steps=args.steps))
+    bridge = Path(args.bridge or Path(train.out_dir) / "bridge")
+    out = Path(args.out or Path(train.out_dir) / "bridge_tuned")
+    run = run_answer_tuning(with_encoder(config.engine, args.encoder), train, bridge, out,
+                            args.limit_images, args.max_steps)
+    print_run(run)
+    return 0
