@@ -45,7 +45,10 @@ def main() -> None:
     pooled = engine.bridge.spec.pooled_dim
 
     val = evaluation_records(config.train.sources, "val", None)
-    val_features, val = cached_features(engine.encoder, val, cache)
+    # The gallery's embeddings: each image's quarter turns averaged (``embed_for_gallery``).
+    val_turns, val = cached_features(engine.encoder, val, cache,
+                                     config.engine.vision.gallery_turns)
+    val_gallery = val_turns.mean(0)
     val_requests = Requests(
         tuple(RETRIEVAL_PROMPTS[0].format(query=c) for r in val for c in r.captions),
         tuple(i for i, r in enumerate(val) for _ in r.captions))
@@ -58,7 +61,7 @@ def main() -> None:
 
     def val_recall(bridge: Bridge) -> str:
         with torch.no_grad():
-            result = retrieval_metrics(bridge.image_vectors(val_features[0]),
+            result = retrieval_metrics(bridge.image_vectors(val_gallery),
                                        bridge.query_vectors(val_states), val_requests.owners)
         return " ".join(f"{k} {v}" for k, v in result.summary().items())
 

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--annotations", help="an annotation file instead of the sources")
     parser.add_argument("--images", help="the image folder of --annotations")
     parser.add_argument("--limit", type=int, help="the first N images in file-name order")
+    parser.add_argument("--sample", type=int,
+                        help="N images drawn at random (every class in proportion)")
+    parser.add_argument("--seed", type=int, default=0, help="the draw of --sample")
     parser.add_argument("--json", dest="json_path", help="write every metric and output here")
     parser.add_argument("--examples", type=int, default=5, help="examples to print")
     parser.add_argument("--strategy", choices=("greedy", "beam"),
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     sources = config.train.sources
     if args.annotations:
         sources = (DatasetSource("eval", args.annotations, args.images or "."),)
-    records = evaluation_records(sources, args.split, args.limit)
+    records = evaluation_records(sources, args.split, args.limit, args.sample, args.seed)
     if args.rescore:
         print(markdown_table(rescore(json.loads(Path(args.rescore).read_text()), records)))
         return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,9 +65,17 @@ def load_sources(sources: Sequence[DatasetSource], split: str | None = None,
 
 
 def evaluation_records(sources: Sequence[DatasetSource], split: str,
-                       limit: int | None = None) -> list[CaptionedImage]:
-    """The split's first ``limit`` images in file-name order: what `capret eval` scores."""
-    return sorted(load_sources(sources, split), key=lambda r: r.path.name)[:limit]
+                       limit: int | None = None, sample: int | None = None, seed: int = 0
+                       ) -> list[CaptionedImage]:
+    """What `capret eval` scores: the split's first ``limit`` images in file-name order, or
+    ``sample`` of them drawn at random by ``seed`` (file-name order follows the classes, so a
+    first few hundred hold a few classes; a sample holds them all in proportion).
+    """
+    records = sorted(load_sources(sources, split), key=lambda r: r.path.name)
+    if sample is not None:
+        drawn = random.Random(seed).sample(range(len(records)), min(sample, len(records)))
+        records = [records[i] for i in sorted(drawn)]
+    return records[:limit]
 
 
 def load_source(source: DatasetSource, split: str | None = None, check_files: bool = True

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.training.config import DatasetSource
-from engine.training.data import DatasetError, load_source, load_sources
+from engine.training.data import DatasetError, evaluation_records, load_source, load_sources
 
 
 def _image(folder: Path, name: str) -> None:
@@ -79,3 +79,19 @@ def test_unknown_layout_is_an_error(tmp_path: Path) -> None:
     path.write_text(json.dumps({"rows": []}))
     with pytest.raises(DatasetError):
         load_source(DatasetSource("x", str(path), str(tmp_path)))
+
+
+def test_evaluation_takes_the_first_images_or_a_seeded_sample(tmp_path: Path) -> None:
+    images = tmp_path / "s_images"
+    names = [f"{i:02d}.jpg" for i in range(20)]
+    for name in names:
+        _image(images, name)
+    data = {"images": [{"filename": n, "split": "val", "sentences": [{"raw": "x"}]}
+                       for n in reversed(names)]}
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    source = [DatasetSource("s", str(tmp_path / "s.json"), str(images))]
+    assert [r.path.name for r in evaluation_records(source, "val", 3)] == names[:3]
+    drawn = [r.path.name for r in evaluation_records(source, "val", sample=5, seed=7)]
+    assert drawn == sorted(drawn) and len(set(drawn)) == 5 and drawn != names[:5]
+    assert drawn == [r.path.name for r in evaluation_records(source, "val", sample=5, seed=7)]
+    assert drawn != [r.path.name for r in evaluation_records(source, "val", sample=5, seed=8)]
