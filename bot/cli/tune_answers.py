@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="where to write the tuned bridge "
                         "(default: <train.out_dir>/bridge_tuned)")
     parser.add_argument("--steps", type=int, help="override train.answer_tuning.steps")
+    parser.add_argument("--kept-share", type=float,
+                        help="override train.answer_tuning.kept_share (1: all of the tuning)")
     parser.add_argument("--max-steps", type=int, help="stop after N steps (tiny runs)")
     parser.add_argument("--limit-images", type=int, help="use only the first N train images")
     parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
@@ -33,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     train = config.train
-    if args.steps is not None:
-        train = dataclasses.replace(train, answer_tuning=dataclasses.replace(
-            train.answer_tuning, steps=args.steps))
+    overrides = {"steps": args.steps, "kept_share": args.kept_share}
+    train = dataclasses.replace(train, answer_tuning=dataclasses.replace(
+        train.answer_tuning, **{k: v for k, v in overrides.items() if v is not None}))
     bridge = Path(args.bridge or Path(train.out_dir) / "bridge")
     out = Path(args.out or Path(train.out_dir) / "bridge_tuned")
     run = run_answer_tuning(with_encoder(config.engine, args.encoder), train, bridge, out,

@@ -10,7 +10,9 @@ LLaVA does, with the method's constraint kept (frozen encoder and LM, linear map
 
 Only the prefix maps train (``image_to_prefix``, ``cell_to_prefix``, ``cell_positions``). The
 [RET] row and the retrieval maps are untouched, so retrieval, and the [RET] states the
-retrieval refit caches, stay exactly as they were: the two stages run in either order.
+retrieval refit caches, stay exactly as they were: the two stages run in either order. The
+result can keep only a share of the tuning (``kept_share``): the prefix maps interpolated
+between before and after, in weight space.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def tune_answers(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     objective = Objective(lm, bridge, engine_config.language.system_prompt,
                           config.max_caption_tokens, answer_weighting=tuning.answer_weighting)
     trained = prefix_parameters(bridge)
+    before = [param.detach().clone() for param in trained]
     bridge.requires_grad_(False)
     for param in trained:
         param.requires_grad_(True)
@@ -116,6 +119,15 @@ def tune_answers(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
         if step % tuning.checkpoint_every == 0 or step == stop:
             save_checkpoint(out_dir / CHECKPOINT, step, bridge, optimizer, scheduler, losses)
     progress.close()
+    _interpolate(trained, before, tuning.kept_share)
     bridge.requires_grad_(True)
     bridge.eval()
     return losses
+
+
+@torch.no_grad()
+def _interpolate(params: Sequence[nn.Parameter], before: Sequence[torch.Tensor], kept: float
+                 ) -> None:
+    """Each parameter set to (1 - kept)·before + kept·now."""
+    for param, start in zip(params, before, strict=True):
+        param.lerp_(start.to(param.device), 1.0 - kept)

@@ -74,6 +74,10 @@ class AnswerTuningConfig:
     # "answer": each answer weighs the same however long, so "Yes." counts as much as a
     # description; the short answers are what this stage is for.
     answer_weighting: Literal["token", "answer"] = "answer"
+    # Share of the tuning kept: the prefix maps written are (1 - w)·before + w·after, a
+    # weight-space interpolation (WiSE-FT, Wortsman et al. 2022) that keeps more of the
+    # descriptions the bridge wrote before; 1 keeps all of it.
+    kept_share: float = 1.0
     checkpoint_every: int = 25
 
 

@@ -4,6 +4,7 @@ stopped run resumes to the same weights, and each pass mixes the three kinds by 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -79,3 +80,15 @@ def test_each_pass_holds_every_image_once_as_the_shares_say() -> None:
     config = AnswerTuningConfig()
     assert [e.exchanges for e in tuning_examples(items, config, 0, 0)] == \
         [e.exchanges for e in tuning_examples(items, config, 0, 0)]
+
+
+def test_a_kept_share_interpolates_the_prefix_maps_in_weight_space(tmp_path: Path) -> None:
+    start, full, half = tiny_engine(), tiny_engine(), tiny_engine()
+    items = _items(start.encoder.dim)
+    tune_answers(items, full.lm, full.bridge, EngineConfig(), _config(), tmp_path / "full")
+    config = _config()
+    config = TrainConfig(answer_tuning=dataclasses.replace(config.answer_tuning, kept_share=0.5))
+    tune_answers(items, half.lm, half.bridge, EngineConfig(), config, tmp_path / "half")
+    for name, value in half.bridge.state_dict().items():
+        expected = (start.bridge.state_dict()[name] + full.bridge.state_dict()[name]) / 2
+        torch.testing.assert_close(value, expected, msg=name)
