@@ -1,5 +1,5 @@
-"""`capret tune-answers`: the recipe's second stage, a trained bridge's prefix maps tuned on
-answers (descriptions, scene questions, follow-up dialogues); retrieval is left as it was.
+"""`capret tune-answers`: a trained bridge's prefix maps tuned on answers (descriptions, scene
+questions, follow-up dialogues); retrieval is left as it was.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The recipe's second stage: the bridge's prefix maps tuned on answers alone.
+"""A stage after the joint training: the bridge's prefix maps tuned on answers alone (not in
+the shipped recipe: it costs distinct descriptions, README "Tuning the answers").
 
 The joint training (``train.py``) spends its loss mostly on descriptions and [RET], weighed by
 token: a scene answer or a "Yes." is a few tokens against a description's fifteen, and 300
@@ -17,7 +18,6 @@ between before and after, in weight space.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Sequence
@@ -35,8 +35,6 @@ from engine.training.config import AnswerTuningConfig, TrainConfig
 from engine.training.objective import Example, Objective
 from engine.training.schedule import warmup_cosine
 from engine.training.train import TrainItem, bf16_is_fast, dialogue_example, image_view
-
-logger = logging.getLogger(__name__)
 
 
 def tuning_examples(items: Sequence[TrainItem], config: AnswerTuningConfig, seed: int,

@@ -30,9 +30,9 @@ def _items(dim: int) -> list[TrainItem]:
             for c, label, questions in CAPTIONS]
 
 
-def _config(steps: int = 6, **shares: float) -> TrainConfig:
+def _config(steps: int = 6) -> TrainConfig:
     tuning = AnswerTuningConfig(steps=steps, batch_size=4, learning_rate=3e-3, warmup_steps=1,
-                                checkpoint_every=2, **shares)
+                                checkpoint_every=2)
     return TrainConfig(answer_tuning=tuning)
 
 
