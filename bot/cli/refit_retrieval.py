@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from bot.cli.train import print_run, with_encoder
+from bot.cli.train import add_later_stage_options, print_run, with_encoder
 from bot.config import load_config
 
 
@@ -21,9 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--holdout", type=int, default=0,
                         help="leave N train images (drawn at random, seeded) out and print "
                              "their mR after each epoch")
-    parser.add_argument("--limit-images", type=int, help="use only the first N train images")
-    parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
-                        "(default: engine.vision.weights)")
+    add_later_stage_options(parser)
     parser.set_defaults(func=run)
 
 

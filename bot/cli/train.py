@@ -42,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_later_stage_options(parser: argparse.ArgumentParser) -> None:
+    """--limit-images and --encoder, as the stages after `capret train` take them."""
+    parser.add_argument("--limit-images", type=int, help="use only the first N train images")
+    parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
+                        "(default: engine.vision.weights)")
+
+
 def with_encoder(engine: EngineConfig, encoder: str | None) -> EngineConfig:
     """``engine`` with ``encoder`` (`capret train-encoder`'s output) as its image tower."""
     if not encoder:

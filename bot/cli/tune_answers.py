@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from bot.cli.train import print_run, with_encoder
+from bot.cli.train import add_later_stage_options, print_run, with_encoder
 from bot.config import load_config
 
 
@@ -23,9 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--kept-share", type=float,
                         help="override train.answer_tuning.kept_share (1: all of the tuning)")
     parser.add_argument("--max-steps", type=int, help="stop after N steps (tiny runs)")
-    parser.add_argument("--limit-images", type=int, help="use only the first N train images")
-    parser.add_argument("--encoder", help="adapted image tower the bridge was trained on "
-                        "(default: engine.vision.weights)")
+    add_later_stage_options(parser)
     parser.set_defaults(func=run)
 
 
