@@ -37,6 +37,9 @@ def setup_logging(verbose: bool, log_file: Path | None = None) -> Path | None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    # Off then on: a second setup in one process (tests, a command run from another) routes
+    # warnings anew instead of keeping the first one's route.
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     if verbose:
         logging.basicConfig(level=logging.DEBUG, format=FORMAT, force=True)
