@@ -28,6 +28,7 @@ from engine.tokens import RETRIEVAL_PROMPTS
 from engine.training.data import evaluation_records, load_sources
 from engine.training.features import cached_features
 from engine.training.metrics import retrieval_metrics
+from engine.training.pipeline import with_bridge
 from engine.training.retrieval_refit import Requests, cached_ret_states, refit_retrieval
 
 
@@ -38,9 +39,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="*", default=["shipped:"])
     args = parser.parse_args()
     config = load_config(args.config)
-    engine_config = dataclasses.replace(config.engine, bridge=dataclasses.replace(
-        config.engine.bridge, weights=args.bridge))
-    engine = create_engine(engine_config)
+    engine = create_engine(with_bridge(config.engine, args.bridge))
     cache = Path(config.train.feature_cache)
     pooled = engine.bridge.spec.pooled_dim
 

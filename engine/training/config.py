@@ -60,7 +60,9 @@ class RetrievalRefitConfig:
 
 @dataclass(frozen=True)
 class AnswerTuningConfig:
-    """The second stage (answer_tuning.py): the prefix maps tuned on answers alone."""
+    """The optional stage after the joint training (answer_tuning.py, not in the shipped
+    recipe): the prefix maps tuned on answers alone.
+    """
 
     steps: int = 250
     batch_size: int = 32

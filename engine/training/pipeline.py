@@ -92,7 +92,7 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
     ``holdout``: leave that many train images (drawn at random) out and record their mR after
     each epoch, for choosing the epochs; the shipped refit holds none out.
     """
-    engine = create_engine(_with_bridge(engine_config, bridge_folder))
+    engine = create_engine(with_bridge(engine_config, bridge_folder))
     records = load_sources(config.sources, "train")[:limit_images]
     features, records = cached_features(engine.encoder, records, Path(config.feature_cache),
                                         config.feature_rotations)  # (R, N, D_img)
@@ -121,7 +121,7 @@ def run_answer_tuning(engine_config: EngineConfig, config: TrainConfig, bridge_f
     """Tune a trained bridge's prefix maps on answers (``answer_tuning.py``); write the whole
     bridge to ``out_folder`` (checkpoints beside it, in ``<out_folder>.run``).
     """
-    engine = create_engine(_with_bridge(engine_config, bridge_folder))
+    engine = create_engine(with_bridge(engine_config, bridge_folder))
     started = time.monotonic()
     items = train_items(engine.encoder, config, limit_images)
     minutes = {"features": (time.monotonic() - started) / 60}
@@ -136,7 +136,8 @@ def run_answer_tuning(engine_config: EngineConfig, config: TrainConfig, bridge_f
     return TrainingRun(out_folder, minutes)
 
 
-def _with_bridge(engine_config: EngineConfig, bridge_folder: Path) -> EngineConfig:
+def with_bridge(engine_config: EngineConfig, bridge_folder: Path | str) -> EngineConfig:
+    """``engine_config`` with the bridge weights in ``bridge_folder``."""
     return dataclasses.replace(
         engine_config, bridge=dataclasses.replace(engine_config.bridge, weights=str(bridge_folder)))
 
