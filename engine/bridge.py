@@ -2,7 +2,10 @@
 
 - image embedding -> k LM input vectors (the image's prefix tokens), and optionally each cell
   of the encoder's pooled feature grid -> one more LM input vector (a shared linear map plus a
-  learned position vector per cell), so the LM sees where things are, not just what;
+  learned position vector per cell), so the LM sees where things are, not just what
+  (``PrefixMaps``). A bridge may hold a second set of these maps, tuned on answers to
+  questions (``answer_tuning.py``): a request to describe uses the first, any other turn the
+  second, so tuning the answers cannot make the descriptions more alike;
 - image embedding -> shared retrieval space;
 - LM hidden state at [RET] -> shared retrieval space;
 - the [RET] token's input row (and its output row when the LM's head is untied);
@@ -13,6 +16,7 @@ and LM it was trained on); loading onto other bases fails and says which.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +28,9 @@ from torch import nn
 
 WEIGHTS_FILE = "bridge.safetensors"
 META_FILE = "bridge.json"
+ANSWER_MAPS = "answer_maps"
+# Bridges saved before the prefix maps had their own module kept them at the top level.
+_EARLIER_NAMES = ("image_to_prefix.", "cell_to_prefix.", "cell_positions")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,29 @@ class BridgeMismatchError(ValueError):
     """Saved bridge weights were trained for other bases or dims."""
 
 
+class PrefixMaps(nn.Module):
+    """Image embedding (pooled vector, then grid cells) -> the LM input vectors it becomes."""
+
+    def __init__(self, spec: BridgeSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.image_to_prefix = nn.Linear(spec.pooled_dim, spec.prefix_tokens * spec.lm_dim)
+        self.cell_to_prefix = nn.Linear(spec.pooled_dim, spec.lm_dim) if spec.grid_cells else None
+        self.cell_positions = (nn.Parameter(torch.randn(spec.grid_cells, spec.lm_dim) * 0.02)
+                               if spec.grid_cells else None)
+
+    def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, D_img) -> (N, k + G, D)."""
+        n, spec = image_embeddings.shape[0], self.spec
+        pooled = self.image_to_prefix(image_embeddings[:, :spec.pooled_dim])
+        pooled = pooled.view(n, spec.prefix_tokens, spec.lm_dim)
+        if self.cell_to_prefix is None or self.cell_positions is None:
+            return pooled
+        cells = image_embeddings[:, spec.pooled_dim:].reshape(n, spec.grid_cells,
+                                                               spec.pooled_dim)
+        return torch.cat([pooled, self.cell_to_prefix(cells) + self.cell_positions], dim=1)
+
+
 class Bridge(nn.Module):
     """Trainable layers between encoder, LM and the retrieval space."""
 
@@ -65,11 +95,9 @@ class Bridge(nn.Module):
         if spec.image_dim % (1 + spec.grid_cells):
             raise ValueError(f"image_dim {spec.image_dim} does not split into a pooled vector "
                              f"and {spec.grid_cells} equal grid cells")
-        self.image_to_prefix = nn.Linear(spec.pooled_dim, spec.prefix_tokens * spec.lm_dim)
+        self.describe_maps = PrefixMaps(spec)
+        self.answer_maps: PrefixMaps | None = None  # see ``add_answer_maps``
         self.image_to_shared = nn.Linear(spec.pooled_dim, spec.shared_dim)
-        self.cell_to_prefix = nn.Linear(spec.pooled_dim, spec.lm_dim) if spec.grid_cells else None
-        self.cell_positions = (nn.Parameter(torch.randn(spec.grid_cells, spec.lm_dim) * 0.02)
-                               if spec.grid_cells else None)
         self.ret_to_shared = nn.Linear(spec.lm_dim, spec.shared_dim)
         self.ret_embedding = nn.Parameter(torch.randn(spec.lm_dim) * 0.02)
         # With a tied head the [RET] output row is the input row, as for every other token.
@@ -80,16 +108,25 @@ class Bridge(nn.Module):
     def ret_output_row(self) -> torch.Tensor:
         return self.ret_embedding if self.ret_output is None else self.ret_output
 
-    def prefix(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        """(N, D_img) -> (N, k + G, D): the vectors that stand for each image in the prompt."""
-        n = image_embeddings.shape[0]
-        pooled = self.image_to_prefix(self._pooled(image_embeddings))
-        pooled = pooled.view(n, self.spec.prefix_tokens, self.spec.lm_dim)
-        if self.cell_to_prefix is None or self.cell_positions is None:
-            return pooled
-        cells = image_embeddings[:, self.spec.pooled_dim:].reshape(
-            n, self.spec.grid_cells, self.spec.pooled_dim)
-        return torch.cat([pooled, self.cell_to_prefix(cells) + self.cell_positions], dim=1)
+    def prefix(self, image_embeddings: torch.Tensor,
+               answering: bool | torch.Tensor = False) -> torch.Tensor:
+        """(N, D_img) -> (N, k + G, D): the vectors that stand for each image in the prompt.
+
+        ``answering`` (one flag, or one per image): the prompt asks something other than a
+        description, so the answer maps make the vectors where the bridge has them.
+        """
+        if self.answer_maps is None or answering is False:
+            return self.describe_maps(image_embeddings)
+        if answering is True:
+            return self.answer_maps(image_embeddings)
+        assert isinstance(answering, torch.Tensor)
+        return torch.where(answering.view(-1, 1, 1), self.answer_maps(image_embeddings),
+                           self.describe_maps(image_embeddings))
+
+    def add_answer_maps(self) -> PrefixMaps:
+        """Give the bridge answer maps, starting as a copy of the description maps."""
+        self.answer_maps = copy.deepcopy(self.describe_maps)
+        return self.answer_maps
 
     def image_vectors(self, image_embeddings: torch.Tensor) -> torch.Tensor:
         """(N, D_img) -> (N, S), L2-normalised: gallery vectors (from the pooled vector)."""
@@ -139,6 +176,15 @@ def load_bridge(folder: str | Path, expected: BridgeSpec) -> Bridge:
         raise BridgeMismatchError(
             f"bridge weights in {folder} do not fit this encoder/LM: " + "; ".join(differences)
         )
+    state = _current_names(load_file(str(folder / WEIGHTS_FILE)))
     bridge = Bridge(saved)
-    bridge.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    if any(name.startswith(f"{ANSWER_MAPS}.") for name in state):
+        bridge.add_answer_maps()
+    bridge.load_state_dict(state)
     return bridge
+
+
+def _current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Saved weights under today's names (the prefix maps moved into ``describe_maps``)."""
+    return {f"describe_maps.{name}" if name.startswith(_EARLIER_NAMES) else name: tensor
+            for name, tensor in state.items()}

@@ -20,7 +20,7 @@ from engine.config import EngineConfig
 from engine.dihedral import quarter_turned
 from engine.generate import DecodeSettings, Finished
 from engine.language import LanguageModel
-from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
+from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT
 from engine.types import GenerationOptions, GenerationResult, Turn
 
@@ -114,7 +114,7 @@ class RSCapRet:
                  image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
         """Force [RET] as the assistant's answer; the normalised query vector (S,)."""
         layout = self._layout(dialogue, add_generation_prompt=True).extended([self.lm.ret_id])
-        embeds = self._embed_layout(layout, image_embeddings)
+        embeds = self._embed_layout(layout, image_embeddings, answering(dialogue))
         return self._query(self.backend.last_hidden(embeds))
 
     def retrieve_batch(self, dialogues: Sequence[Sequence[Turn]],
@@ -131,7 +131,7 @@ class RSCapRet:
         """
         sequences = [
             self._embed_layout(self._layout(d, add_generation_prompt=True).extended(
-                [self.lm.ret_id]), image_embeddings) for d in dialogues]
+                [self.lm.ret_id]), image_embeddings, answering(d)) for d in dialogues]
         return self.backend.last_hidden_batch(sequences).float()  # (N, D)
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
@@ -161,11 +161,15 @@ class RSCapRet:
 
     def _prompt_embeddings(self, dialogue: Sequence[Turn], images: Mapping[str, np.ndarray],
                            add_generation_prompt: bool) -> torch.Tensor:
-        return self._embed_layout(self._layout(dialogue, add_generation_prompt), images)
+        return self._embed_layout(self._layout(dialogue, add_generation_prompt), images,
+                                  answering(dialogue))
 
     @torch.inference_mode()
-    def _embed_layout(self, layout: PromptLayout, images: Mapping[str, np.ndarray]
-                      ) -> torch.Tensor:
+    def _embed_layout(self, layout: PromptLayout, images: Mapping[str, np.ndarray],
+                      answers: bool) -> torch.Tensor:
+        """The layout's embeddings; ``answers``: its images stand in the answer maps' vectors
+        (``Bridge.prefix``).
+        """
         ids = torch.tensor(layout.ids, device=self._device)
         tokens = self.lm.embed_ids(ids, self.bridge.ret_embedding)  # (T, D)
         shas = sorted({sha for _, sha in layout.image_slots})
@@ -175,7 +179,7 @@ class RSCapRet:
             if missing:
                 raise KeyError(f"no embedding given for image(s) {', '.join(missing)}")
             feats = torch.as_tensor(np.stack([images[s] for s in shas]), device=self._device)
-            prefixes = dict(zip(shas, self.bridge.prefix(feats.float()), strict=True))
+            prefixes = dict(zip(shas, self.bridge.prefix(feats.float(), answers), strict=True))
         return assemble_embeddings(layout, tokens, prefixes).to(self.lm.model.dtype)
 
     def _query(self, ret_hidden: torch.Tensor) -> np.ndarray:

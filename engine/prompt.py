@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from engine.tokens import IMAGE_PLACEHOLDER
+from engine.tokens import IMAGE_PLACEHOLDER, asks_to_describe
 from engine.types import ImagePart, TextPart, Turn
 
 
@@ -65,6 +65,17 @@ def image_turn(prompt: str, *shas: str) -> Turn:
     KV-cached prefix in training).
     """
     return Turn("user", (TextPart(prompt), *(ImagePart(sha) for sha in shas)))
+
+
+def answering(turns: Sequence[Turn]) -> bool:
+    """The dialogue's last user turn asks something other than a description (so the bridge's
+    answer maps, where it has them, stand for its images).
+    """
+    asked = next((t for t in reversed(turns) if t.role == "user"), None)
+    if asked is None:
+        return False
+    text = " ".join(p.text for p in asked.parts if isinstance(p, TextPart))
+    return not asks_to_describe(text)
 
 
 def render_text(tokenizer: PreTrainedTokenizerBase, turns: Sequence[Turn],

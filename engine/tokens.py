@@ -25,6 +25,17 @@ RETRIEVAL_PROMPTS = (
 )
 
 
+def asks_to_describe(text: str) -> bool:
+    """``text`` is the request to describe (any case, with or without its full stop): what
+    the bridge's description maps serve; any other request is answered with its answer maps.
+    """
+    return _plain(text) in {_plain(CAPTION_PROMPT), _plain(CAPTIONS_PROMPT)}
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.lower().rstrip(" .!").split())
+
+
 def caption_prompt(images: int) -> str:
     """The request a turn of ``images`` images without text stands for."""
     return CAPTION_PROMPT if images == 1 else CAPTIONS_PROMPT

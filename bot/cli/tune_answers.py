@@ -1,5 +1,5 @@
-"""`capret tune-answers`: a trained bridge's prefix maps tuned on answers (descriptions, scene
-questions, follow-up dialogues); retrieval is left as it was.
+"""`capret tune-answers`: a trained bridge given answer maps, tuned on answers to scene
+questions and follow-up dialogues; descriptions and retrieval are left as they were.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from bot.config import load_config
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `capret tune-answers` and its options to ``sub``."""
     parser = sub.add_parser(
-        "tune-answers", help="tune a trained bridge's prefix maps on answers to questions")
+        "tune-answers", help="give a trained bridge answer maps, tuned on answers to questions")
     parser.add_argument("--bridge", help="the trained bridge (default: <train.out_dir>/bridge)")
     parser.add_argument("--out", help="where to write the tuned bridge "
                         "(default: <train.out_dir>/bridge_tuned)")
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Tune the prefix maps of a trained bridge and write the whole bridge."""
+    """Tune the answer maps of a trained bridge and write the whole bridge."""
     from engine.training.pipeline import run_answer_tuning
 
     config = load_config(args.config)

@@ -26,7 +26,13 @@ from transformers import DynamicCache
 from engine.bridge import Bridge
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
-from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, scene_answer
+from engine.tokens import (
+    CAPTION_PROMPT,
+    RETRIEVAL_PROMPTS,
+    SCENE_PROMPT,
+    asks_to_describe,
+    scene_answer,
+)
 from engine.training.contrastive import bank_info_nce, info_nce
 from engine.types import TextPart, Turn
 
@@ -146,7 +152,9 @@ class Objective:
         device = self.bridge.logit_scale.device
         feats = torch.stack([e.features for e in examples]).float().to(device)  # (B, D_img)
         answers = [self._answer_sequence(e) for e in examples]
-        return self._caption_pass(answers, self.bridge.prefix(feats),
+        asked = torch.tensor([not asks_to_describe(e.exchanges[-1][0]) for e in examples],
+                             device=device)
+        return self._caption_pass(answers, self.bridge.prefix(feats, asked),
                                   _shared_prefix([a.layout for a in answers]))
 
     def _contrastive(self, queries: torch.Tensor, retrieval: Sequence[Example],

@@ -118,7 +118,7 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
 def run_answer_tuning(engine_config: EngineConfig, config: TrainConfig, bridge_folder: Path,
                       out_folder: Path, limit_images: int | None = None,
                       max_steps: int | None = None) -> TrainingRun:
-    """Tune a trained bridge's prefix maps on answers (``answer_tuning.py``); write the whole
+    """Tune a trained bridge's answer maps on answers (``answer_tuning.py``); write the whole
     bridge to ``out_folder`` (checkpoints beside it, in ``<out_folder>.run``).
     """
     engine = create_engine(with_bridge(engine_config, bridge_folder))

@@ -49,6 +49,10 @@ class TrainItem:
     questions: tuple[Question, ...] = ()
 
 
+# Question kinds few images have (the captions must agree on a number or a colour).
+RARE_KINDS = ("count", "colour")
+
+
 def epoch_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: int
                    ) -> list[Example]:
     """This epoch's answer examples, shuffled by (seed, epoch): captions, scene questions and
@@ -81,8 +85,8 @@ def retrieval_examples(items: Sequence[TrainItem], config: TrainConfig, epoch: i
 
 def dialogue_example(item: TrainItem, rng: random.Random) -> Example:
     """Describe, then one or two follow-up questions; rare kinds (count, colour) go first."""
-    rare = [q for q in item.questions if q.kind in ("count", "colour")]
-    common = [q for q in item.questions if q.kind not in ("count", "colour")]
+    rare = [q for q in item.questions if q.kind in RARE_KINDS]
+    common = [q for q in item.questions if q.kind not in RARE_KINDS]
     rng.shuffle(rare)
     rng.shuffle(common)
     asked = (rare + common)[:rng.choice((1, 2))]

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from engine.bridge import Bridge, BridgeMismatchError, BridgeSpec, load_bridge
+from engine.bridge import (
+    META_FILE,
+    WEIGHTS_FILE,
+    Bridge,
+    BridgeMismatchError,
+    BridgeSpec,
+    load_bridge,
+)
 
 SPEC = BridgeSpec(image_dim=32, lm_dim=64, prefix_tokens=4, shared_dim=16, tied_head=False,
                   encoder_id="enc-a", lm_id="lm-a")
@@ -62,3 +71,40 @@ def test_loading_onto_other_bases_names_the_difference(tmp_path: Path, field: st
 def test_tied_head_shares_the_ret_row() -> None:
     bridge = Bridge(dataclasses.replace(SPEC, tied_head=True))
     assert bridge.ret_output is None and bridge.ret_output_row is bridge.ret_embedding
+
+
+def test_answer_maps_make_the_prefix_of_the_images_whose_prompt_asks_a_question() -> None:
+    bridge = Bridge(SPEC)
+    features = torch.randn(3, 32)
+    described = bridge.prefix(features)
+    assert torch.equal(bridge.prefix(features, answering=True), described), "none: one set"
+    answer_maps = bridge.add_answer_maps()
+    assert torch.equal(bridge.prefix(features, answering=True), described), "starts as a copy"
+    with torch.no_grad():
+        answer_maps.image_to_prefix.bias.add_(1.0)
+    mixed = bridge.prefix(features, torch.tensor([True, False, True]))
+    assert torch.equal(mixed[1], described[1])
+    torch.testing.assert_close(mixed[[0, 2]], described[[0, 2]] + 1.0)
+    assert torch.equal(bridge.prefix(features), described)
+
+
+def test_answer_maps_round_trip_and_earlier_bridges_still_load(tmp_path: Path) -> None:
+    bridge = Bridge(SPEC)
+    bridge.add_answer_maps()
+    bridge.save(tmp_path / "new")
+    loaded = load_bridge(tmp_path / "new", SPEC)
+    assert loaded.answer_maps is not None
+    for name, value in bridge.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+    # Saved before the prefix maps had their own module: top-level names, no answer maps.
+    earlier = Bridge(SPEC)
+    state = {name.removeprefix("describe_maps."): value
+             for name, value in earlier.state_dict().items()}
+    (tmp_path / "old").mkdir()
+    save_file(state, str(tmp_path / "old" / WEIGHTS_FILE))
+    (tmp_path / "old" / META_FILE).write_text(json.dumps({"spec": dataclasses.asdict(SPEC)}))
+    old = load_bridge(tmp_path / "old", SPEC)
+    assert old.answer_maps is None
+    features = torch.randn(2, 32)
+    assert torch.equal(old.prefix(features), earlier.prefix(features))

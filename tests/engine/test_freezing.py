@@ -41,7 +41,8 @@ def test_training_step_touches_only_the_bridge(tied: bool) -> None:
     assert not engine.lm.model.training  # train() keeps the frozen LM in eval mode
     assert all(p.grad is None for p in engine.lm.parameters())
     trained = {n for n, p in engine.bridge.named_parameters() if p.grad is not None}
-    expected = {"image_to_prefix.weight", "image_to_prefix.bias", "image_to_shared.weight",
+    expected = {"describe_maps.image_to_prefix.weight", "describe_maps.image_to_prefix.bias",
+                "image_to_shared.weight",
                 "image_to_shared.bias", "ret_to_shared.weight", "ret_to_shared.bias",
                 "ret_embedding", "logit_scale"} | ({"ret_output"} if not tied else set())
     assert trained == expected
