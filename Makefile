@@ -71,14 +71,16 @@ test: install vllm check
 	CAPRET_REQUIRE_VLLM=1 $(BIN)/python -m pytest -q
 
 # The whole recipe of the embedded default: encoder adaptation, then features and the bridge
-# on the fresh encoder, then its retrieval maps refit on cached [RET] states. Checkpointed: run
-# it again after a stop and it resumes. The shipped bridge is step 300 of its 410-step schedule
-# (README, "Results"), so the run stops there. The result: runs/bridge/bridge_refit. (The
-# answer-tuning stage, `capret tune-answers`, is not part of it: README, "Tuning the answers".)
+# on the fresh encoder, then its retrieval maps refit on cached [RET] states, then its answer
+# maps tuned (README, "Tuning the answers"). Checkpointed: run it again after a stop and it
+# resumes. The joint training stops at step 300 of its 410-step schedule (README, "Results").
+# The result: runs/bridge/bridge_tuned.
 retrain: install
 	$(BIN)/capret train-encoder
 	$(BIN)/capret train --encoder runs/encoder/visual.safetensors --max-steps 300
 	$(BIN)/capret refit-retrieval --encoder runs/encoder/visual.safetensors
+	$(BIN)/capret tune-answers --encoder runs/encoder/visual.safetensors \
+		--bridge runs/bridge/bridge_refit
 
 # Every figure of the performance issue in one run: bench/results.json (+ README's table).
 bench: install

@@ -75,7 +75,7 @@ class AnswerTuningConfig:
     # Extra dialogues per pass that end in each image's count or colour question: only 9% of
     # the RSICD train images have one (200 count questions in all), too few to learn from
     # one pass.
-    rare_repeats: int = 3
+    rare_repeats: int = 6
     # "answer": each answer weighs the same however long, so "Yes." counts as much as a
     # scene answer.
     answer_weighting: Literal["token", "answer"] = "answer"

@@ -19,6 +19,7 @@ from bot.cli.caption import run as caption_command
 from bot.config import load_config
 from bot.service.conversation import ConversationService
 from bot.service.user_ref import UserRef
+from engine.training.scene_match import names_scene
 from tests.bot.conftest import TEST_BOT
 from tests.paths import RSICD_IMAGES, SEED_GALLERY
 
@@ -43,6 +44,14 @@ async def test_image_in_description_out_then_follow_up(service: ConversationServ
     assert follow_up.text.strip() and follow_up.text != reply.text
     history = (await service.history(USER)).splitlines()
     assert len(history) == 4 and history[0] == "You: Describe this image. [image]", history
+
+
+async def test_follow_ups_about_the_scene_are_answered_by_the_answer_maps(
+        service: ConversationService) -> None:
+    # A val airport the description maps alone answered "No." to "Is this an airport?".
+    await service.ask(USER, "", [(RSICD_IMAGES / "airport_40.jpg").read_bytes()])
+    assert (await service.ask(USER, "Is this an airport?")).text.startswith("Yes")
+    assert names_scene((await service.ask(USER, "What kind of place is this?")).text, "airport")
 
 
 async def test_text_search_returns_matching_gallery_images(service: ConversationService) -> None:
