@@ -32,7 +32,7 @@ from tqdm import tqdm
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.language import LanguageModel
-from engine.tokens import CAPTION_PROMPT
+from engine.tokens import CAPTION_PROMPT, RET_TOKEN, RETRIEVAL_PROMPTS
 from engine.training.checkpoints import CHECKPOINT, resume, save_checkpoint
 from engine.training.config import AnswerTuningConfig, TrainConfig
 from engine.training.objective import Example, Objective
@@ -56,6 +56,8 @@ def tuning_examples(items: Sequence[TrainItem], config: AnswerTuningConfig, seed
                                                    item.label))
         elif item.questions:
             examples.append(dialogue_example(item, rng))
+        if config.retrieval_share and rng.random() < config.retrieval_share:
+            examples.append(_search_after_photo(item, rng.choice(items), rng))
         rare = [q for q in item.questions if q.kind in RARE_KINDS]
         for _ in range(config.rare_repeats if rare else 0):
             caption = rng.choice(item.captions)
@@ -64,6 +66,16 @@ def tuning_examples(items: Sequence[TrainItem], config: AnswerTuningConfig, seed
                                     ((CAPTION_PROMPT, caption), (question.text, question.answer))))
     rng.shuffle(examples)
     return examples
+
+
+def _search_after_photo(item: TrainItem, wanted: TrainItem, rng: random.Random) -> Example:
+    """``item`` described, then a request for images like ``wanted``: answered with [RET],
+    so a photo in the conversation does not keep the model from searching.
+    """
+    caption = rng.choice(item.captions)
+    request = rng.choice(RETRIEVAL_PROMPTS).format(query=rng.choice(wanted.captions))
+    return Example(image_view(item, rng), caption, ((CAPTION_PROMPT, caption),
+                                                    (request, RET_TOKEN)))
 
 
 def tune_answers(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,

@@ -76,6 +76,9 @@ class AnswerTuningConfig:
     # the RSICD train images have one (200 count questions in all), too few to learn from
     # one pass.
     rare_repeats: int = 6
+    # Share of images that also teach a request for other images after their description,
+    # answered with [RET] (the joint training asks for images only without one in context).
+    retrieval_share: float = 0.0
     # "answer": each answer weighs the same however long, so "Yes." counts as much as a
     # scene answer.
     answer_weighting: Literal["token", "answer"] = "answer"

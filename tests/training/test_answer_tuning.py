@@ -13,7 +13,7 @@ import torch
 
 from engine.config import EngineConfig
 from engine.model import RSCapRet
-from engine.tokens import CAPTION_PROMPT, SCENE_PROMPT, scene_answer
+from engine.tokens import CAPTION_PROMPT, RET_TOKEN, SCENE_PROMPT, scene_answer
 from engine.training.answer_tuning import tune_answers, tuning_examples
 from engine.training.config import AnswerTuningConfig, TrainConfig
 from engine.training.objective import dialogue_turns
@@ -109,6 +109,14 @@ def test_each_pass_draws_a_question_per_image_by_the_shares_and_repeats_the_rare
                                                            rare_repeats=3), seed=0, epoch=0)
     assert sorted(e.exchanges[-1] for e in examples) == sorted(
         [(SCENE_PROMPT, scene_answer("bridge"))] + [("How many bridges?", "Two.")] * 3)
+    searching = tuning_examples(items, AnswerTuningConfig(rare_repeats=0, retrieval_share=1),
+                                seed=0, epoch=0)
+    requests = [e.exchanges for e in searching if e.exchanges[-1][1] == RET_TOKEN]
+    assert len(requests) == len(items)
+    captions = {c for c, _, _ in CAPTIONS}
+    assert all(first[0] == CAPTION_PROMPT and first[1] in captions
+               and any(request.endswith(c) for c in captions)
+               for first, (request, _) in requests)
     config = AnswerTuningConfig()
     assert [e.exchanges for e in tuning_examples(items, config, 0, 0)] == \
         [e.exchanges for e in tuning_examples(items, config, 0, 0)]
