@@ -59,6 +59,7 @@ class FakeEngine:
         self.embed_calls = 0
         self.gallery_embed_calls = 0
         self.generate_calls = 0
+        self.retrieved: list[list[Turn]] = []  # the dialogue of each retrieve call
         self.fail_next: Exception | None = None
         self.last_dialogue: list[Turn] = []
         self.last_embeddings: dict[str, np.ndarray] = {}
@@ -95,6 +96,8 @@ class FakeEngine:
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
     ) -> np.ndarray:
         """The query vector of the last user text."""
+        with self._lock:
+            self.retrieved.append(list(dialogue))
         return text_vector(_last_user_text(dialogue), self.shared_dim)
 
     def generate(

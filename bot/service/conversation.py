@@ -75,7 +75,8 @@ class ConversationService:
             self.engine, dialogue, embeddings, options, progress)
         hits: tuple[Hit, ...] = ()
         if result.query is not None:
-            hits = await self._search.hits(uid, SavedSearch(result.query), fresh=True)
+            query = result.query if len(dialogue) == 1 else await self._request_query(user_turn)
+            hits = await self._search.hits(uid, SavedSearch(query), fresh=True)
         reply = with_locations(result.text.strip() or found_text(hits), images)
         reply = await self._scenes.describe(uid, images, reply)
         turn_id = await self._db(self.store.append_exchange, uid, user_turn,
@@ -105,13 +106,19 @@ class ConversationService:
         if only_own and not await self._db(self.store.private_count, uid):
             raise UserFacingError(NO_OWN_IMAGES)
         user_turn = Turn("user", (TextPart(text),))
-        dialogue = [*await self._db(self.store.context, uid), user_turn]
-        embeddings = await self._uploads.embeddings(dialogue, [])
-        query = await self._workers.model(self.engine.retrieve, dialogue, embeddings)
+        query = await self._request_query(user_turn)
         hits = await self._search.hits(uid, SavedSearch(query, only_own), fresh=True)
         reply = found_text(hits, only_own)
         await self._db(self.store.append_exchange, uid, user_turn, reply_turn(reply, hits))
         return Reply(reply, hits)
+
+    async def _request_query(self, request: Turn) -> np.ndarray:
+        """A search's query vector, from the request alone. [RET] was trained on requests
+        without earlier turns, and an image in context pulls the query toward that image: on
+        `val`, "Show me <caption>" after another photo ranked the captioned image in the top
+        10 for 5% of 40 requests, against 40% asked alone.
+        """
+        return await self._workers.model(self.engine.retrieve, [request], {})
 
     async def more(self, user: UserRef) -> Reply:
         """The next results of the user's last search, none shown before."""

@@ -15,7 +15,7 @@ from bot.service.conversation import ConversationService
 from bot.service.user_ref import UserRef
 from engine.prompt import image_turn
 from engine.tokens import caption_prompt
-from engine.types import GenerationOptions, GenerationResult, ImagePart, Turn
+from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 from tests.bot.conftest import TEST_BOT, jpeg
 from tests.bot.memory_store import MemoryState, MemoryStore
 from tests.fake_engine import FakeEngine
@@ -65,6 +65,18 @@ async def test_a_photo_is_described_even_when_its_caption_asks_to_find(
     assert reply.text.startswith("I see 1 image") and not reply.hits
     text_only = await service.ask(ALICE, "now show me airports")
     assert len(text_only.hits) == TEST_BOT.search_results
+
+
+async def test_a_search_after_a_photo_is_made_from_the_request_alone(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg()])
+    assert (await service.search(ALICE, "harbour")).hits
+    assert (await service.ask(ALICE, "now show me airports")).hits
+    assert any(isinstance(p, ImagePart) for t in engine.last_dialogue for p in t.parts), \
+        "the model's turn still sees the photo"
+    assert engine.retrieved == [[Turn("user", (TextPart("harbour"),))],
+                                [Turn("user", (TextPart("now show me airports"),))]]
 
 
 async def test_forced_search_and_similar(service: ConversationService, engine: FakeEngine) -> None:
