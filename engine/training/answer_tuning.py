@@ -32,7 +32,7 @@ from tqdm import tqdm
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.language import LanguageModel
-from engine.tokens import CAPTION_PROMPT, RET_TOKEN, RETRIEVAL_PROMPTS
+from engine.tokens import RET_TOKEN, RETRIEVAL_PROMPTS
 from engine.training.checkpoints import CHECKPOINT, resume, save_checkpoint
 from engine.training.config import AnswerTuningConfig, TrainConfig
 from engine.training.objective import Example, Objective
@@ -62,8 +62,8 @@ def tuning_examples(items: Sequence[TrainItem], config: AnswerTuningConfig, seed
         for _ in range(config.rare_repeats if rare else 0):
             caption = rng.choice(item.captions)
             question = rng.choice(rare)
-            examples.append(Example(image_view(item, rng), caption,
-                                    ((CAPTION_PROMPT, caption), (question.text, question.answer))))
+            examples.append(Example.follow_up(image_view(item, rng), caption, question.text,
+                                              question.answer))
     rng.shuffle(examples)
     return examples
 
@@ -74,8 +74,7 @@ def _search_after_photo(item: TrainItem, wanted: TrainItem, rng: random.Random) 
     """
     caption = rng.choice(item.captions)
     request = rng.choice(RETRIEVAL_PROMPTS).format(query=rng.choice(wanted.captions))
-    return Example(image_view(item, rng), caption, ((CAPTION_PROMPT, caption),
-                                                    (request, RET_TOKEN)))
+    return Example.follow_up(image_view(item, rng), caption, request, RET_TOKEN)
 
 
 def tune_answers(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,

@@ -59,6 +59,11 @@ class Example:
         return Example(features, caption, ((CAPTION_PROMPT, caption),), image)
 
     @staticmethod
+    def follow_up(features: torch.Tensor, caption: str, question: str, answer: str) -> Example:
+        """The description ``caption``, then ``question`` answered ``answer``."""
+        return Example(features, caption, ((CAPTION_PROMPT, caption), (question, answer)))
+
+    @staticmethod
     def scene_question(features: torch.Tensor, caption: str, label: str) -> Example:
         """The scene question, answered with the taught form (``scene_answer``)."""
         return Example(features, caption, ((SCENE_PROMPT, scene_answer(label)),))
