@@ -1,7 +1,7 @@
 """Fill the store's gallery with vectors from the engine: add, rebuild, search, seed.
 
 The store keeps rows, files and the FAISS index; the engine makes the vectors
-(``embed_for_gallery`` then ``image_query``; text queries through ``retrieve``). Gallery
+(``embed_for_gallery`` then ``gallery_rows``; text queries through ``retrieve``). Gallery
 embeddings are cached by (sha256, gallery_encoder_id), so a rebuild after new bridge weights
 only re-runs the bridge's projection.
 """
@@ -83,7 +83,7 @@ def rebuild(store: Store, engine: EnginePort, batch: int = 64, progress: bool = 
     bar = _progress(len(store.gallery), progress)
     for items in store.gallery.items(batch):
         shas = [sha for _, sha in items]
-        vectors = engine.image_query(_embeddings(store, engine, shas))
+        vectors = engine.gallery_rows(_embeddings(store, engine, shas))
         store.gallery.set_vectors([i for i, _ in items], vectors, engine.bridge_id)
         total += len(items)
         if bar is not None:
@@ -145,7 +145,7 @@ def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[CaptionedImage]
         entries.append(GalleryEntry(image.sha256, source.caption, source.label,
                                     str(source.path), owner, visibility))
     if entries:
-        vectors = engine.image_query(_embeddings(store, engine, [e.sha256 for e in entries]))
+        vectors = engine.gallery_rows(_embeddings(store, engine, [e.sha256 for e in entries]))
         store.gallery.add(entries, vectors, engine.bridge_id)
     return len(entries), len(chunk) - len(entries) - failed, failed
 

@@ -7,7 +7,8 @@
   questions (``answer_tuning.py``): a request to describe uses the first, any other turn the
   second, so tuning the answers cannot make the descriptions more alike;
 - image embedding -> shared retrieval space;
-- LM hidden state at [RET] -> shared retrieval space;
+- LM hidden state at [RET] -> shared retrieval space; searches compare the two there, less
+  each side's hubness where the bridge holds a ``HubnessPrior`` (``hubness.py``);
 - the [RET] token's input row (and its output row when the LM's head is untied);
 - a learnable logit scale for the contrastive loss.
 Saved as ``bridge.safetensors`` plus ``bridge.json`` (its dims and the identity of the encoder
@@ -26,9 +27,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine import hubness
+from engine.hubness import HubnessPrior
+
 WEIGHTS_FILE = "bridge.safetensors"
 META_FILE = "bridge.json"
 ANSWER_MAPS = "answer_maps"
+HUBNESS = "hubness"
 # Bridges saved before the prefix maps had their own module kept them at the top level.
 _EARLIER_NAMES = ("image_to_prefix.", "cell_to_prefix.", "cell_positions")
 
@@ -103,6 +108,7 @@ class Bridge(nn.Module):
         # With a tied head the [RET] output row is the input row, as for every other token.
         self.ret_output = None if spec.tied_head else nn.Parameter(torch.randn(spec.lm_dim) * 0.02)
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.hubness: HubnessPrior | None = None  # set by the retrieval refit
 
     @property
     def ret_output_row(self) -> torch.Tensor:
@@ -138,6 +144,32 @@ class Bridge(nn.Module):
     def query_vectors(self, ret_hidden: torch.Tensor) -> torch.Tensor:
         """(N, D) [RET] hidden states -> (N, S), L2-normalised: query vectors."""
         return F.normalize(self.ret_to_shared(ret_hidden), dim=-1)
+
+    @property
+    def search_dim(self) -> int:
+        """Width of search vectors: the shared space plus the coordinates carrying hubness."""
+        return self.spec.shared_dim + hubness.EXTRA_DIMS
+
+    def gallery_rows(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, D_img) -> (N, search_dim), normalised: what a gallery stores for each image."""
+        keys = self.image_vectors(image_embeddings)
+        offsets = (torch.zeros(len(keys), device=keys.device) if self.hubness is None
+                   else self.hubness.image_offsets(keys))
+        return hubness.gallery_rows(keys, offsets)
+
+    def text_queries(self, ret_hidden: torch.Tensor) -> torch.Tensor:
+        """(N, D) [RET] hidden states -> (N, search_dim), normalised: a search by words."""
+        queries = self.query_vectors(ret_hidden)
+        offsets = (torch.zeros(len(queries), device=queries.device) if self.hubness is None
+                   else self.hubness.query_offsets(queries))
+        return hubness.search_queries(queries, offsets)
+
+    def image_queries(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, D_img) -> (N, search_dim), normalised: a search by example ("more like
+        this"); the example's own hubness would shift every score alike, so none is taken.
+        """
+        keys = self.image_vectors(image_embeddings)
+        return hubness.search_queries(keys, torch.zeros(len(keys), device=keys.device))
 
     def init_ret_rows(self, row: torch.Tensor) -> None:
         """Start [RET] from an existing token's row (a better start than noise)."""
@@ -180,6 +212,10 @@ def load_bridge(folder: str | Path, expected: BridgeSpec) -> Bridge:
     bridge = Bridge(saved)
     if any(name.startswith(f"{ANSWER_MAPS}.") for name in state):
         bridge.add_answer_maps()
+    if f"{HUBNESS}.beta" in state:
+        bridge.hubness = HubnessPrior.empty(len(state[f"{HUBNESS}.query_bank"]),
+                                            len(state[f"{HUBNESS}.image_bank"]),
+                                            saved.shared_dim)
     bridge.load_state_dict(state)
     return bridge
 

@@ -52,7 +52,7 @@ class RSCapRet:
         turns = config.vision.gallery_turns
         self.gallery_encoder_id = self.encoder_id if turns == 1 else (
             f"{self.encoder_id}__turns{turns}")
-        self.shared_dim = bridge.spec.shared_dim
+        self.search_dim = bridge.search_dim
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder features (N, D_img), float32; callers cache them by content hash."""
@@ -62,7 +62,7 @@ class RSCapRet:
     def embed_for_gallery(self, images: Sequence[Image.Image]) -> np.ndarray:
         """What gallery vectors are made from (N, D_img): the encoder embedding averaged over
         ``vision.gallery_turns`` quarter turns of each image. Only its pooled part is meant
-        (``image_query`` reads no more): averaged cells no longer say where anything is, so it
+        (``gallery_rows`` reads no more): averaged cells no longer say where anything is, so it
         never feeds a prompt. Cacheable by content hash under ``gallery_encoder_id``.
         """
         turns = self.config.vision.gallery_turns
@@ -112,17 +112,17 @@ class RSCapRet:
 
     def retrieve(self, dialogue: Sequence[Turn],
                  image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Force [RET] as the assistant's answer; the normalised query vector (S,)."""
+        """Force [RET] as the assistant's answer; the normalised query vector (search_dim,)."""
         layout = self._layout(dialogue, add_generation_prompt=True).extended([self.lm.ret_id])
         embeds = self._embed_layout(layout, image_embeddings, answering(dialogue))
         return self._query(self.backend.last_hidden(embeds))
 
     def retrieve_batch(self, dialogues: Sequence[Sequence[Turn]],
                        image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
-        """``retrieve`` for several dialogues in one forward pass: (N, S)."""
+        """``retrieve`` for several dialogues in one forward pass: (N, search_dim)."""
         hidden = self.ret_states(dialogues, image_embeddings)
         with torch.inference_mode():
-            return self.bridge.query_vectors(hidden).cpu().numpy()
+            return self.bridge.text_queries(hidden).cpu().numpy()
 
     def ret_states(self, dialogues: Sequence[Sequence[Turn]],
                    image_embeddings: Mapping[str, np.ndarray]) -> torch.Tensor:
@@ -134,11 +134,17 @@ class RSCapRet:
                 [self.lm.ret_id]), image_embeddings, answering(d)) for d in dialogues]
         return self.backend.last_hidden_batch(sequences).float()  # (N, D)
 
-    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
-        """Images' vectors in the shared space (N, S), normalised: gallery rows."""
+    def gallery_rows(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """What a gallery stores for each image (N, search_dim), normalised."""
         with torch.inference_mode():
             x = torch.as_tensor(image_embeddings, dtype=torch.float32, device=self._device)
-            return self.bridge.image_vectors(x).float().cpu().numpy()
+            return self.bridge.gallery_rows(x).float().cpu().numpy()
+
+    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Searches by example ("more like this"), (N, search_dim), normalised."""
+        with torch.inference_mode():
+            x = torch.as_tensor(image_embeddings, dtype=torch.float32, device=self._device)
+            return self.bridge.image_queries(x).float().cpu().numpy()
 
     def caption(self, image: Image.Image, options: GenerationOptions | None = None) -> str:
         """One image in, one description out."""
@@ -184,7 +190,7 @@ class RSCapRet:
 
     def _query(self, ret_hidden: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            vector = self.bridge.query_vectors(ret_hidden.float().unsqueeze(0))[0]
+            vector = self.bridge.text_queries(ret_hidden.float().unsqueeze(0))[0]
         return vector.cpu().numpy()
 
     def _text(self, ids: list[int]) -> str:

@@ -54,7 +54,7 @@ class GenerationResult:
     """What one generation produced.
 
     ``query`` is set when the model emitted [RET]: the [RET] hidden state projected into the
-    shared space and L2-normalised, shape (shared_dim,), ready for a gallery search.
+    shared space and L2-normalised, shape (search_dim,), ready for a gallery search.
     """
 
     text: str

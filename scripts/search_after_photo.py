@@ -49,7 +49,7 @@ def main() -> None:
             pairs.append((a, b))
     names = [r.path.name for r in records]
     features = _features(engine, [records[a] for a, _ in pairs])
-    gallery = engine.image_query(_gallery_embeddings(engine, records))  # (N, S)
+    gallery = engine.gallery_rows(_gallery_embeddings(engine, records))  # (N, S)
     with_photo, alone = [], []
     for a, b in pairs:
         request = Turn("user", (TextPart(f"Show me {records[b].captions[0]}"),))

@@ -70,7 +70,7 @@ class Gallery:
 
     def search(self, query: np.ndarray, k: int, bridge_id: str, user_id: int | None = None,
                exclude: Iterable[str] = (), only_own: bool = False) -> list[GalleryHit]:
-        """Top-k images by inner product with ``query`` (shared_dim,), best first.
+        """Top-k images by inner product with ``query`` (search_dim,), best first.
 
         Only public images and ``user_id``'s own uploads are candidates (never another
         user's private ones; with ``only_own``, only their own); images whose sha256 is in
@@ -124,7 +124,7 @@ class Gallery:
     # ----- writing -----------------------------------------------------------------------
     def add(self, entries: Sequence[GalleryEntry], vectors: np.ndarray,
             bridge_id: str) -> list[int]:
-        """Add images (already stored) with their vectors (N, shared_dim); returns their ids."""
+        """Add images (already stored) with their vectors (N, search_dim); returns their ids."""
         if len(entries) != len(vectors):
             raise ValueError(f"{len(entries)} entries but {len(vectors)} vectors")
         if not entries:

@@ -48,7 +48,7 @@ class FakeEngine:
 
     encoder_id = "fake-encoder"
     gallery_encoder_id = "fake-encoder__turns4"
-    shared_dim = 8
+    search_dim = 8
     image_dim = 12
 
     def __init__(self, delay_s: float = 0.0, reply_words: int = 12,
@@ -68,7 +68,7 @@ class FakeEngine:
         self._lock = threading.Lock()
         seed = int.from_bytes(hashlib.sha256(bridge_id.encode()).digest()[:4], "little")
         rng = np.random.default_rng(seed)
-        self._projection = rng.standard_normal((self.image_dim, self.shared_dim)).astype(np.float32)
+        self._projection = rng.standard_normal((self.image_dim, self.search_dim)).astype(np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Each image's 2×2 thumbnail, centred and normalised, (N, 12)."""
@@ -84,9 +84,13 @@ class FakeEngine:
                  for k in range(4)]
         return np.mean(turns, axis=0).astype(np.float32)
 
-    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
-        """Embeddings through the seeded bridge projection, normalised, (N, shared_dim)."""
+    def gallery_rows(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Embeddings through the seeded bridge projection, normalised, (N, search_dim)."""
         return np.stack([_unit(row @ self._projection) for row in image_embeddings])
+
+    def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """The gallery rows (no hubness here), as the real engine's are without a prior."""
+        return self.gallery_rows(image_embeddings)
 
     def forget_session(self, session: str) -> None:
         """Record which conversation was forgotten."""
@@ -98,7 +102,7 @@ class FakeEngine:
         """The query vector of the last user text."""
         with self._lock:
             self.retrieved.append(list(dialogue))
-        return text_vector(_last_user_text(dialogue), self.shared_dim)
+        return text_vector(_last_user_text(dialogue), self.search_dim)
 
     def generate(
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
@@ -134,7 +138,7 @@ class FakeEngine:
         allow = options is None or options.allow_retrieval
         if allow and any(word in text.lower() for word in SEARCH_WORDS):
             yield "Here are some images."
-            yield GenerationResult("Here are some images.", text_vector(text, self.shared_dim))
+            yield GenerationResult("Here are some images.", text_vector(text, self.search_dim))
             return
         images = sum(isinstance(p, ImagePart) for t in dialogue for p in t.parts)
         words = [f"I see {images} image(s)."] + [f"word{i}" for i in range(self.reply_words)]

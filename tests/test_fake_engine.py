@@ -24,8 +24,8 @@ def _members(protocol: type) -> dict[str, object]:
 def test_fake_engine_has_every_port_member_with_its_parameters() -> None:
     fake = FakeEngine()
     members = _members(EnginePort)
-    assert {"encoder_id", "bridge_id", "shared_dim", "embed_images", "generate", "stream",
-            "retrieve", "forget_session", "image_query"} <= set(members)
+    assert {"encoder_id", "bridge_id", "search_dim", "embed_images", "generate", "stream",
+            "retrieve", "forget_session", "image_query", "gallery_rows"} <= set(members)
     for name, port_member in members.items():
         assert hasattr(fake, name), f"FakeEngine lacks EnginePort.{name}"
         if callable(port_member):
@@ -40,10 +40,10 @@ def test_fake_engine_vectors_have_the_port_shapes() -> None:
     embeddings = fake.embed_images(images)
     assert embeddings.shape == (3, fake.image_dim) and embeddings.dtype == np.float32
     queries = fake.image_query(embeddings)
-    assert queries.shape == (3, fake.shared_dim)
+    assert queries.shape == (3, fake.search_dim)
     assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
     query = fake.retrieve([Turn("user", (TextPart("show me a harbour"),))], {})
-    assert query.shape == (fake.shared_dim,)
+    assert query.shape == (fake.search_dim,)
 
 
 def test_a_new_bridge_id_is_a_new_projection() -> None:

@@ -206,7 +206,7 @@ class ConversationService:
         lines = [self.description] if self.description else []
         lines += [f"Image encoder: {self.engine.encoder_id}",
                   f"Bridge weights: {self.engine.bridge_id}",
-                  f"Retrieval space: {self.engine.shared_dim} dimensions",
+                  f"Retrieval space: {self.engine.search_dim} dimensions",
                   f"Gallery: {size:,} images"]
         return "\n".join(lines)
 

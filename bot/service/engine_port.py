@@ -23,8 +23,8 @@ class EnginePort(Protocol):
     gallery_encoder_id: str
     # Identifies the bridge weights: gallery vectors made with other weights are refused.
     bridge_id: str
-    # Dimension of the shared retrieval space (gallery vectors).
-    shared_dim: int
+    # Dimension of search vectors: gallery rows and queries.
+    search_dim: int
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder embeddings, (N, D_img); cacheable by content hash."""
@@ -51,13 +51,17 @@ class EnginePort(Protocol):
     def retrieve(
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
     ) -> np.ndarray:
-        """Force [RET] after the dialogue; the normalised query vector, (shared_dim,)."""
+        """Force [RET] after the dialogue; the normalised query vector, (search_dim,)."""
         ...
 
     def forget_session(self, session: str) -> None:
         """Drop what the engine keeps of a conversation between turns (its KV cache)."""
         ...
 
+    def gallery_rows(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """What a gallery stores for each image, (N, search_dim), normalised."""
+        ...
+
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
-        """Images' vectors in the shared space, (N, shared_dim), normalised ("more like this")."""
+        """Searches by example ("more like this"), (N, search_dim), normalised."""
         ...

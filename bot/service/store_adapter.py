@@ -107,6 +107,7 @@ class StoreAdapter:
     def remember_search(self, user_id: int, search: SavedSearch) -> None:
         vector = np.ascontiguousarray(search.query, dtype="<f4").tobytes()
         saved = {"conversation_id": self.repo.active_conversation(user_id),
+                 "bridge_id": self.bridge_id,
                  "query": base64.b64encode(vector).decode("ascii"),
                  "only_own": search.only_own}
         self.repo.update_user(user_id, settings={LAST_SEARCH: saved})
@@ -117,6 +118,8 @@ class StoreAdapter:
             return None
         if saved.get("conversation_id") != self.repo.active_conversation(user_id):
             return None  # a search of an earlier conversation
+        if saved.get("bridge_id") != self.bridge_id:
+            return None  # a query of other bridge weights: another space (or width)
         query = np.frombuffer(base64.b64decode(str(saved["query"])), dtype="<f4").copy()
         return SavedSearch(query, bool(saved.get("only_own", False)))
 

@@ -23,7 +23,7 @@ from engine.types import Turn
 
 @dataclass(frozen=True)
 class SavedSearch:
-    """A conversation's last search: its query (shared_dim,) and whether it was only among
+    """A conversation's last search: its query (search_dim,) and whether it was only among
     the chat's own images (``/search mine``).
     """
 
@@ -116,7 +116,7 @@ class StorePort(Protocol):
     def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str],
                only_own: bool = False) -> list[Hit]:
         """The k best gallery images the user may see (public and their own; only their own
-        with ``only_own``) for a (shared_dim,) query, skipping sha256s in ``exclude``. Their
+        with ``only_own``) for a (search_dim,) query, skipping sha256s in ``exclude``. Their
         own images carry ``sent_at``.
         """
         ...
@@ -124,7 +124,7 @@ class StorePort(Protocol):
     def index_uploads(self, user_id: int, sha256s: Sequence[str],
                       vectors: np.ndarray) -> UploadsIndexed:
         """Add images the chat sent (stored already) to its private gallery, each once, with
-        their (N, shared_dim) vectors; past the cap its oldest leave.
+        their (N, search_dim) vectors; past the cap its oldest leave.
         """
         ...
 

@@ -97,7 +97,7 @@ class Uploads:
             return ""
         try:
             embeddings = await self.gallery_embeddings(shas, images)
-            vectors = await self.workers.model(self.engine.image_query,
+            vectors = await self.workers.model(self.engine.gallery_rows,
                                                np.stack([embeddings[sha] for sha in shas]))
             done = await self.workers.io(self.store.index_uploads, uid, shas, vectors)
         except Exception:  # the reply is stored and must still be sent; searching can wait

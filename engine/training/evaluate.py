@@ -182,7 +182,7 @@ def _gallery_embeddings(engine: RSCapRet, records: Sequence[CaptionedImage]) -> 
 
 def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage], report: EvalReport
                ) -> dict[str, float]:
-    images = engine.image_query(_gallery_embeddings(engine, records))  # (N, S)
+    images = engine.gallery_rows(_gallery_embeddings(engine, records))  # (N, search_dim)
     requests = [(row, RETRIEVAL_PROMPTS[0].format(query=c))
                 for row, r in enumerate(records) for c in r.captions]
     queries = []

@@ -23,7 +23,12 @@ from engine.training.config import TrainConfig
 from engine.training.data import CaptionedImage, load_sources
 from engine.training.features import cached_features
 from engine.training.questions import Question, questions_for, typical_classes
-from engine.training.retrieval_refit import Requests, cached_ret_states, refit_retrieval
+from engine.training.retrieval_refit import (
+    Requests,
+    cached_ret_states,
+    hubness_prior,
+    refit_retrieval,
+)
 from engine.training.train import TrainItem, train_bridge
 from engine.vision import build_image_encoder
 
@@ -108,6 +113,9 @@ def run_retrieval_refit(engine_config: EngineConfig, config: TrainConfig, bridge
                                   features[:, :, :bridge.spec.pooled_dim],
                                   config.retrieval_refit, config.seed, holdout)
     minutes["retrieval refit"] = (time.monotonic() - started) / 60
+    beta = config.retrieval_refit.hubness_beta
+    bridge.hubness = None if beta <= 0 else hubness_prior(
+        bridge, states, features[:, :, :bridge.spec.pooled_dim], beta)
     meta = _meta_of(bridge_folder)
     meta["retrieval_refit"] = {**dataclasses.asdict(config.retrieval_refit),
                                "holdout": holdout, **dataclasses.asdict(history)}

@@ -8,7 +8,9 @@ maps (pooled image feature -> shared space, [RET] state -> shared space) and the
 train for many epochs, each request ranked against every train image and each image against
 every train request (one linear map each, so nothing is stale). Descriptions do not
 change: the prefix maps and the [RET] row are left as they are. Still the method: frozen
-encoder, frozen LM, linear maps.
+encoder, frozen LM, linear maps. The refit maps then make the bridge's hubness prior
+(``hubness_prior``): every train request's and image's vector, the banks searches are
+discounted by.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from engine.bridge import Bridge
+from engine.hubness import HubnessPrior
 from engine.model import RSCapRet
 from engine.tokens import RETRIEVAL_PROMPTS
 from engine.training.config import RetrievalRefitConfig
@@ -180,6 +183,23 @@ def _mean_recall(bridge: Bridge, states: torch.Tensor, owners: Sequence[int],
                                bridge.query_vectors(states[mine]),
                                [position[owners[q]] for q in mine])
     return result.summary()["mR"]
+
+
+@torch.no_grad()
+def hubness_prior(bridge: Bridge, states: torch.Tensor, images: torch.Tensor,
+                  beta: float) -> HubnessPrior:
+    """The prior from train vectors made by ``bridge``'s (refit) maps.
+
+    Args:
+        bridge: the refit bridge whose two retrieval maps make the banks.
+        states: (Q, D) every train request's [RET] state.
+        images: (R, N, D_img) pooled features of R views of each train image; a bank row is
+            the mean of an image's views, as a gallery row is of its quarter turns.
+        beta: the prior's temperature.
+    """
+    queries = bridge.query_vectors(states.to(bridge.logit_scale.device))
+    keys = bridge.image_vectors(images.to(bridge.logit_scale.device).mean(0))
+    return HubnessPrior(queries.cpu(), keys.cpu(), beta)
 
 
 def _torch_rng(rng: random.Random) -> torch.Generator:

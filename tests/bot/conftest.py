@@ -49,7 +49,7 @@ def jpeg(name: str = "00001.jpg") -> bytes:
 def fill_gallery(store: MemoryStore, engine: FakeEngine) -> None:
     for name, label in GALLERY:
         image = Image.open(RSICD / name).convert("RGB")
-        vector = engine.image_query(engine.embed_for_gallery([image]))[0]
+        vector = engine.gallery_rows(engine.embed_for_gallery([image]))[0]
         store.add_gallery(label, RSICD / name, vector)
     engine.gallery_embed_calls = 0
 

@@ -143,7 +143,7 @@ async def test_a_bridge_change_re_embeds_uploads_from_their_files(
     assert newer.gallery_embed_calls == 0, "gallery embeddings come from the cache"
     after = real_service(real_store, newer)
     hits = (await after.search(ALICE, "mine x")).hits
-    expected = newer.image_query(newer.embed_for_gallery([_pil("00200.jpg")]))[0]
+    expected = newer.gallery_rows(newer.embed_for_gallery([_pil("00200.jpg")]))[0]
     assert [h.sha256 for h in hits] == [png_sha(jpeg("00200.jpg"))]
     own = real_store.gallery.search(expected, 1, newer.bridge_id, user_id=uid(real_store, ALICE),
                                     only_own=True)

@@ -154,10 +154,22 @@ def test_stored_query_round_trips(real_store: Store, engine: FakeEngine) -> None
 
     adapter = StoreAdapter(real_store, engine.bridge_id)
     user = adapter.user_id("test", "dana", None)
-    query = np.linspace(-1, 1, engine.shared_dim).astype(np.float32)
+    query = np.linspace(-1, 1, engine.search_dim).astype(np.float32)
     assert adapter.last_search(user) is None
     adapter.remember_search(user, SavedSearch(query, only_own=True))
     saved = adapter.last_search(user)
     assert saved is not None and np.array_equal(saved.query, query) and saved.only_own
     adapter.reset(user)
     assert adapter.last_search(user) is None
+
+
+def test_a_query_saved_under_other_bridge_weights_is_not_continued(
+        real_store: Store, engine: FakeEngine) -> None:
+    from bot.service.store_adapter import StoreAdapter
+    from bot.service.store_port import SavedSearch
+
+    before = StoreAdapter(real_store, "old-bridge")
+    user = before.user_id("test", "erin", None)
+    before.remember_search(user, SavedSearch(np.ones(4, dtype=np.float32)))
+    assert before.last_search(user) is not None
+    assert StoreAdapter(real_store, engine.bridge_id).last_search(user) is None

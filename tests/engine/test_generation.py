@@ -45,7 +45,7 @@ def test_forced_ret_logit_emits_ret_and_a_unit_query(image: Image.Image, strateg
     result = engine.generate(_dialogue(), _images(engine, image),
                              GenerationOptions(strategy=strategy))  # type: ignore[arg-type]
     assert result.token_ids[-1] == engine.lm.ret_id
-    assert result.query is not None and result.query.shape == (engine.shared_dim,)
+    assert result.query is not None and result.query.shape == (engine.search_dim,)
     assert np.linalg.norm(result.query) == pytest.approx(1.0, abs=1e-5)
     assert "[RET]" not in result.text
 
@@ -69,9 +69,10 @@ def test_ret_query_equals_forced_retrieve_after_same_text(image: Image.Image) ->
 
 def test_text_retrieval_and_image_query_shapes(engine: RSCapRet, image: Image.Image) -> None:
     query = engine.retrieve([Turn("user", (TextPart("airports near the sea"),))], {})
-    vectors = engine.image_query(engine.embed_images([image, image.rotate(90)]))
-    assert query.shape == (engine.shared_dim,) and vectors.shape == (2, engine.shared_dim)
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    embeddings = engine.embed_images([image, image.rotate(90)])
+    for vectors in (engine.image_query(embeddings), engine.gallery_rows(embeddings)):
+        assert query.shape == (engine.search_dim,) and vectors.shape == (2, engine.search_dim)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
 def test_gallery_embeddings_do_not_depend_on_which_way_is_up(engine: RSCapRet,

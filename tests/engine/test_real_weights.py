@@ -31,9 +31,9 @@ def test_default_config_captions_a_real_image(engine: RSCapRet) -> None:
 
 def test_default_config_retrieves_with_ret(engine: RSCapRet) -> None:
     images = [Image.open(RSICD / name).convert("RGB") for name in ("00001.jpg", "00002.jpg")]
-    gallery = engine.image_query(engine.embed_images(images))
+    gallery = engine.gallery_rows(engine.embed_images(images))
     query = engine.retrieve([Turn("user", (TextPart("Show me a playground"),))], {})
-    assert gallery.shape == (2, engine.shared_dim) and query.shape == (engine.shared_dim,)
+    assert gallery.shape == (2, engine.search_dim) and query.shape == (engine.search_dim,)
     assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
     assert np.isfinite(gallery @ query).all()
 

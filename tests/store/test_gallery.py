@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from engine.hubness import gallery_rows, search_queries
 from store import (
     GalleryConfig,
     GalleryEntry,
@@ -38,6 +40,23 @@ def test_search_finds_the_nearest_vector_first(store: Store) -> None:
     hits = store.gallery.search(vectors[7], 3, "bridge-1")
     assert hits[0].sha256 == shas[7] and hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_search_vectors_rank_by_score_less_each_images_hubness(store: Store) -> None:
+    rng = np.random.default_rng(9)
+    keys = rng.normal(size=(12, DIM)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    hubness = rng.uniform(-0.3, 0.3, size=12).astype(np.float32)
+    query = keys[3] + 0.5 * rng.normal(size=DIM).astype(np.float32)
+    query /= np.linalg.norm(query)
+    rows = gallery_rows(torch.from_numpy(keys), torch.from_numpy(hubness)).numpy()
+    shas = [store.repo.add_image(NewImage.from_bytes(png(90_000 + i)), None).sha256
+            for i in range(12)]
+    store.gallery.add([GalleryEntry(sha) for sha in shas], rows, "bridge-1")
+    asked = search_queries(torch.from_numpy(query)[None], torch.tensor([0.2]))[0].numpy()
+    hits = store.gallery.search(asked, 12, "bridge-1")
+    expected = np.argsort(-(keys @ query - hubness), kind="stable")
+    assert [h.sha256 for h in hits] == [shas[i] for i in expected]
 
 
 def test_private_uploads_are_seen_only_by_their_owner(store: Store) -> None:

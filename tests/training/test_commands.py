@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bot.cli.main import main
+from engine.bridge import load_bridge, load_spec
 from tests.paths import DEFAULT_CONFIG, PROJECT, RSICD
 
 pytestmark = [pytest.mark.real_weights,
@@ -52,12 +54,16 @@ def test_train_then_eval_commands(tmp_path: Path) -> None:
     refit = json.loads((run / "bridge_refit" / "bridge.json").read_text())
     assert len(refit["retrieval_refit"]["holdout_mr"]) == 3
     assert refit["train"] == json.loads((run / "bridge" / "bridge.json").read_text())["train"]
+    prior = load_bridge(run / "bridge_refit", load_spec(run / "bridge_refit")).hubness
+    assert prior is not None and prior.image_bank.shape[0] == 8  # every train image
 
     assert main(["--config", str(tiny_config(tmp_path)), "tune-answers", "--limit-images", "8",
                  "--bridge", str(run / "bridge_refit"), "--max-steps", "3"]) == 0
     tuned = json.loads((run / "bridge_tuned" / "bridge.json").read_text())
     assert len(tuned["answer_tuning"]["loss"]) == 3
     assert tuned["retrieval_refit"] == refit["retrieval_refit"]
+    kept = load_bridge(run / "bridge_tuned", load_spec(run / "bridge_tuned")).hubness
+    assert kept is not None and torch.equal(kept.query_bank, prior.query_bank)
 
     report = tmp_path / "val.json"
     refit_config = tiny_config(tmp_path, run / "bridge_tuned")
