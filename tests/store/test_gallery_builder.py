@@ -55,6 +55,23 @@ def test_seed_gallery_indexed_once_then_rebuilt_for_new_bridge(tmp_path: Path) -
     store.close()
 
 
+def test_a_bridge_with_wider_search_vectors_rebuilds_the_seed_gallery(tmp_path: Path) -> None:
+    class WiderEngine(FakeEngine):
+        search_dim = FakeEngine.search_dim + 4  # as hubness coordinates widened the real one
+
+    config = _app(tmp_path / "data")
+    store = open_store(config.store)
+    assert ensure_seed_gallery(store, FakeEngine(bridge_id="bridge-a"), config) == 40
+    wider = WiderEngine(bridge_id="bridge-b")
+    assert ensure_seed_gallery(store, wider, config) == 40
+    assert store.gallery.stats().dim == wider.search_dim
+    assert len(search_text(store, wider, "an airport", 5)) == 5
+    store.close()
+    reopened = open_store(config.store)
+    assert len(search_text(reopened, wider, "an airport", 5)) == 5
+    reopened.close()
+
+
 def test_add_is_resumable_and_reads_annotation_files(tmp_path: Path) -> None:
     folder = tmp_path / "imgs" / "images"
     folder.mkdir(parents=True)
