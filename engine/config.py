@@ -80,6 +80,12 @@ class GenerationConfig:
     repetition_penalty: float = 1.1
     # Added to the [RET] logit (log space) before choosing; > 0 makes retrieval more eager.
     ret_logit_bias: float = 0.0
+    # Descriptions (a request to describe one image, no strategy asked for) may be decoded
+    # apart from other replies: beam search over this many beams (1: as every reply), the
+    # finished beams re-ranked by log-probability plus ``description_match`` times how well
+    # the words, asked as a search, find the image (cosine less hubness; README, "Decoding").
+    description_beams: int = 1
+    description_match: float = 0.0
 
 
 @dataclass(frozen=True)

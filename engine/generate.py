@@ -6,7 +6,7 @@ The hf backend implements it with a KV cache; any backend that can step can reus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -32,7 +32,13 @@ class DecodeSettings:
     length_penalty: float = 1.0
     # Conversation key for reusing its KV across turns; None = no reuse.
     session: str | None = None
+    # Beam search only: given the best finished beams (token ids, at most RERANK_CANDIDATES),
+    # a bonus for each, added to its length-normalised log-probability to pick the reply.
+    rerank: Callable[[Sequence[list[int]]], Sequence[float]] | None = None
 
+
+# Finished beams a rerank chooses among, the likeliest first.
+RERANK_CANDIDATES = 8
 
 @dataclass(frozen=True)
 class Finished:
@@ -97,7 +103,7 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
     beams: list[list[int]] = [[] for _ in range(n)]
     totals = torch.zeros(n)
     totals[1:] = -float("inf")  # all beams start identical: expand from the first only
-    done: list[tuple[float, list[int]]] = []
+    done: list[_Candidate] = []
     for _ in range(s.max_new_tokens):
         logp = torch.stack([
             torch.log_softmax(adjust_scores(row.float(), beams[i], s), -1)
@@ -112,7 +118,7 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
             row, token = divmod(index, logp.shape[1])
             seq = beams[row] + [token]
             if token in s.eos_ids or token == s.ret_id:
-                done.append((score / len(seq) ** s.length_penalty, seq))
+                done.append(_Candidate(score / len(seq) ** s.length_penalty, seq, True))
             elif len(rows) < n:
                 rows.append(row)
                 tokens.append(token)
@@ -123,10 +129,27 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
         totals = torch.tensor(keep)
         stepper.reorder(torch.tensor(rows))
         hidden = stepper.step(torch.tensor(tokens))
-    done.extend((float(t) / max(len(b), 1) ** s.length_penalty, b)
+    done.extend(_Candidate(float(t) / max(len(b), 1) ** s.length_penalty, b, False)
                 for t, b in zip(totals.tolist(), beams, strict=True))
-    best = max(done, key=lambda d: d[0])[1]
-    yield from _replay(stepper, embeds, best, s)
+    yield from _replay(stepper, embeds, _chosen(done, s), s)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    score: float  # log-probability / length ** length_penalty
+    ids: list[int]
+    finished: bool  # ended by EOS or [RET], not by the length limit
+
+
+def _chosen(done: list[_Candidate], s: DecodeSettings) -> list[int]:
+    """The likeliest beam, or with ``s.rerank`` the best of the likeliest finished ones."""
+    if s.rerank is None:
+        return max(done, key=lambda c: c.score).ids
+    unique = {tuple(c.ids): c for c in sorted(done, key=lambda c: c.score)}  # best kept
+    pool = [c for c in unique.values() if c.finished] or list(unique.values())
+    ranked = sorted(pool, key=lambda c: -c.score)[:RERANK_CANDIDATES]
+    bonus = s.rerank([c.ids for c in ranked])
+    return max(zip(ranked, bonus, strict=True), key=lambda p: p[0].score + p[1])[0].ids
 
 
 def _replay(stepper: Stepper, embeds: torch.Tensor, best: list[int], s: DecodeSettings

@@ -33,6 +33,8 @@ from torch import nn
 
 # Coordinates a search vector has beyond the shared space.
 EXTRA_DIMS = 4
+# Every search vector has this squared norm before it is normalised.
+_SQUARED_NORM = 3.0
 
 
 class HubnessPrior(nn.Module):
@@ -75,6 +77,11 @@ def gallery_rows(keys: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     ones, zeros = torch.ones_like(o), torch.zeros_like(o)
     rows = torch.cat([keys, -o, ones, zeros, (1 - o * o).clamp(min=0).sqrt()], dim=1)
     return F.normalize(rows, dim=-1)
+
+
+def search_scores(queries: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(Q, S + 4) queries x (N, S + 4) rows -> (Q, N) cosine less both offsets."""
+    return _SQUARED_NORM * (queries @ rows.T)
 
 
 def search_queries(queries: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

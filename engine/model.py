@@ -7,7 +7,7 @@ backend to decode, and maps [RET] hidden states into the shared retrieval space.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -19,10 +19,11 @@ from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.dihedral import quarter_turned
 from engine.generate import DecodeSettings, Finished
+from engine.hubness import search_scores
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
-from engine.tokens import CAPTION_PROMPT
-from engine.types import GenerationOptions, GenerationResult, Turn
+from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
+from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 
 T = TypeVar("T")
 
@@ -85,7 +86,11 @@ class RSCapRet:
                options: GenerationOptions | None = None) -> Iterator[str | GenerationResult]:
         """Yield text pieces as they are decoded, then the ``GenerationResult``."""
         embeds = self._prompt_embeddings(dialogue, image_embeddings, add_generation_prompt=True)
-        settings = self._settings(options or GenerationOptions())
+        options = options or GenerationOptions()
+        settings = self._settings(options)
+        described = self._described_image(dialogue, image_embeddings, options)
+        if described is not None:
+            settings = self._description_settings(settings, described)
         ids: list[int] = []
         shown = ""
         for event in self.backend.decode(embeds, settings):
@@ -187,6 +192,44 @@ class RSCapRet:
             feats = torch.as_tensor(np.stack([images[s] for s in shas]), device=self._device)
             prefixes = dict(zip(shas, self.bridge.prefix(feats.float(), answers), strict=True))
         return assemble_embeddings(layout, tokens, prefixes).to(self.lm.model.dtype)
+
+    def _described_image(self, dialogue: Sequence[Turn], images: Mapping[str, np.ndarray],
+                          options: GenerationOptions) -> np.ndarray | None:
+        """The embedding of the one image a description is asked of, when descriptions are
+        decoded apart (``generation.description_beams`` > 1 and no strategy asked for).
+        """
+        if self.config.generation.description_beams <= 1 or options.strategy is not None:
+            return None
+        if answering(dialogue) or not dialogue or dialogue[-1].role != "user":
+            return None
+        shas = [p.sha256 for p in dialogue[-1].parts if isinstance(p, ImagePart)]
+        return images[shas[0]] if len(shas) == 1 else None
+
+    def _description_settings(self, settings: DecodeSettings, image: np.ndarray
+                              ) -> DecodeSettings:
+        g = self.config.generation
+        rerank = self._search_match(image, g.description_match) if g.description_match else None
+        return dataclasses.replace(settings, strategy="beam", num_beams=g.description_beams,
+                                   rerank=rerank)
+
+    def _search_match(self, image: np.ndarray, weight: float
+                      ) -> Callable[[Sequence[list[int]]], list[float]]:
+        """``weight`` times how well each candidate's words, asked as a search ("Show me
+        <words>"), find ``image``: its search score, cosine less both hubness offsets.
+        """
+        with torch.inference_mode():
+            row = self.bridge.gallery_rows(torch.as_tensor(
+                image[None], dtype=torch.float32, device=self._device))  # (1, search_dim)
+
+        def bonus(candidates: Sequence[list[int]]) -> list[float]:
+            asked = [[Turn("user", (TextPart(RETRIEVAL_PROMPTS[0].format(
+                query=self._text(ids))),))] for ids in candidates]
+            hidden = self.ret_states(asked, {})
+            with torch.inference_mode():
+                scores = search_scores(self.bridge.text_queries(hidden), row)[:, 0]
+            return [weight * float(x) for x in scores]
+
+        return bonus
 
     def _query(self, ret_hidden: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

@@ -24,9 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", dest="json_path", help="write every metric and output here")
     parser.add_argument("--examples", type=int, default=5, help="examples to print")
     parser.add_argument("--strategy", choices=("greedy", "beam"),
-                        help="decoding of descriptions (default: engine.generation.strategy)")
+                        help="decoding of every reply, descriptions included (default: "
+                             "engine.generation.strategy and description_beams)")
     parser.add_argument("--beams", type=int, help="beams for --strategy beam")
     parser.add_argument("--length-penalty", type=float, help="beam length penalty")
+    parser.add_argument("--description-beams", type=int,
+                        help="beams for descriptions alone (engine.generation.description_beams)")
+    parser.add_argument("--description-match", type=float,
+                        help="weight of the search match re-ranking them "
+                             "(engine.generation.description_match)")
     parser.add_argument("--rescore", metavar="JSON",
                         help="score the outputs an earlier --json saved, on these images "
                              "(e.g. --limit N), without the model; retrieval is left out")
@@ -61,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
 def _with_decoding(engine: EngineConfig, args: argparse.Namespace) -> EngineConfig:
     """The engine config with the command line's decoding overrides."""
     overrides = {"strategy": args.strategy, "num_beams": args.beams,
-                 "length_penalty": args.length_penalty}
+                 "length_penalty": args.length_penalty,
+                 "description_beams": args.description_beams,
+                 "description_match": args.description_match}
+    if args.strategy is not None and args.description_beams is None:
+        overrides["description_beams"] = 1  # descriptions decoded as asked, like every reply
     generation = dataclasses.replace(
         engine.generation, **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(engine, generation=generation)

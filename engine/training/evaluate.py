@@ -90,7 +90,8 @@ def _describe(engine: RSCapRet, records: Sequence[CaptionedImage],
               features: dict[str, np.ndarray], max_new_tokens: int) -> dict[str, str]:
     names = [r.path.name for r in records]
     options = GenerationOptions(max_new_tokens=max_new_tokens, allow_retrieval=False)
-    if engine.config.generation.strategy == "greedy":
+    generation = engine.config.generation
+    if generation.strategy == "greedy" and generation.description_beams <= 1:
         dialogues = [[image_turn(CAPTION_PROMPT, name)] for name in names]
         return dict(zip(names, _batched(engine, dialogues, features, options, "captions"),
                         strict=True))
