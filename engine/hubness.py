@@ -33,8 +33,9 @@ from torch import nn
 
 # Coordinates a search vector has beyond the shared space.
 EXTRA_DIMS = 4
-# Every search vector has this squared norm before it is normalised.
-_SQUARED_NORM = 3.0
+# Every search vector has squared norm 3 before it is normalised, so the inner product of a
+# query and a row times this is the cosine less both offsets: the score a search shows.
+SCORE_SCALE = 3.0
 
 
 class HubnessPrior(nn.Module):
@@ -81,7 +82,7 @@ def gallery_rows(keys: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 def search_scores(queries: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """(Q, S + 4) queries x (N, S + 4) rows -> (Q, N) cosine less both offsets."""
-    return _SQUARED_NORM * (queries @ rows.T)
+    return SCORE_SCALE * (queries @ rows.T)
 
 
 def search_queries(queries: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

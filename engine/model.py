@@ -19,7 +19,7 @@ from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.dihedral import quarter_turned
 from engine.generate import DecodeSettings, Finished
-from engine.hubness import search_scores
+from engine.hubness import SCORE_SCALE, search_scores
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
@@ -54,6 +54,7 @@ class RSCapRet:
         self.gallery_encoder_id = self.encoder_id if turns == 1 else (
             f"{self.encoder_id}__turns{turns}")
         self.search_dim = bridge.search_dim
+        self.score_scale = SCORE_SCALE
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder features (N, D_img), float32; callers cache them by content hash."""

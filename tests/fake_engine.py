@@ -49,6 +49,7 @@ class FakeEngine:
     encoder_id = "fake-encoder"
     gallery_encoder_id = "fake-encoder__turns4"
     search_dim = 8
+    score_scale = 1.0
     image_dim = 12
 
     def __init__(self, delay_s: float = 0.0, reply_words: int = 12,

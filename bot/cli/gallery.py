@@ -75,12 +75,14 @@ def run_search(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:2d}. {hit.score:.3f}  {hit.label or '-':18s} {hit.caption or ''}")
+        score = hit.score * engine.score_scale
+        print(f"{rank:2d}. {score:.3f}  {hit.label or '-':18s} {hit.caption or ''}")
     if args.out and hits:
         from bot.contact_sheet import contact_sheet
         from bot.service.store_adapter import to_hit
 
-        sheet = [to_hit(h, store.blobs.path(h.sha256)) for h in hits]
+        sheet = [to_hit(h, store.blobs.path(h.sha256), score_scale=engine.score_scale)
+                 for h in hits]
         print(f"contact sheet: {contact_sheet(sheet, args.out)}")
     return 0
 

@@ -25,6 +25,9 @@ class EnginePort(Protocol):
     bridge_id: str
     # Dimension of search vectors: gallery rows and queries.
     search_dim: int
+    # A search vector's inner product times this is the score a hit shows (for the real
+    # engine: the cosine less both sides' hubness, engine/hubness.py).
+    score_scale: float
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder embeddings, (N, D_img); cacheable by content hash."""

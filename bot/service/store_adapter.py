@@ -42,11 +42,12 @@ CAP_TOLD = "gallery_cap_told"
 class StoreAdapter:
     """The service's StorePort on a real ``store.Store``; thread-safe like the store."""
 
-    def __init__(self, store: Store, bridge_id: str) -> None:
+    def __init__(self, store: Store, bridge_id: str, score_scale: float = 1.0) -> None:
         self.store = store
         self.repo = store.repo
         # Gallery searches are refused when the index was built by other bridge weights.
         self.bridge_id = bridge_id
+        self.score_scale = score_scale  # inner product -> the score a hit shows
 
     # ----- users and turns
     def user_id(self, transport: str, external_id: str, name: str | None) -> int:
@@ -127,7 +128,8 @@ class StoreAdapter:
                only_own: bool = False) -> list[Hit]:
         hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
                                          exclude=exclude, only_own=only_own)
-        return [to_hit(h, self.store.blobs.path(h.sha256), user_id) for h in hits]
+        return [to_hit(h, self.store.blobs.path(h.sha256), user_id, self.score_scale)
+                for h in hits]
 
     def index_uploads(self, user_id: int, sha256s: Sequence[str],
                       vectors: np.ndarray) -> UploadsIndexed:
@@ -159,13 +161,15 @@ class StoreAdapter:
         self.store.close()
 
 
-def to_hit(hit: GalleryHit, path: Path, user_id: int | None = None) -> Hit:
+def to_hit(hit: GalleryHit, path: Path, user_id: int | None = None,
+           score_scale: float = 1.0) -> Hit:
     """A gallery hit as a reply shows it: labelled by its label (else its caption), its file
-    at ``path``, and ``sent_at`` set when it is ``user_id``'s own private image.
+    at ``path``, its score scaled (``EnginePort.score_scale``), and ``sent_at`` set when it is
+    ``user_id``'s own private image.
     """
     own = hit.visibility == "private" and user_id is not None and hit.owner_user_id == user_id
-    return Hit(hit.item_id, hit.label or hit.caption or "", hit.score, path, hit.sha256,
-               hit.added_at if own else None)
+    return Hit(hit.item_id, hit.label or hit.caption or "", hit.score * score_scale, path,
+               hit.sha256, hit.added_at if own else None)
 
 
 def to_turn(turn: StoredTurn) -> Turn:

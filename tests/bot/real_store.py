@@ -29,5 +29,5 @@ def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000) -> St
 
 
 def real_service(store: Store, engine: FakeEngine) -> ConversationService:
-    return ConversationService(engine, StoreAdapter(store, engine.bridge_id), TEST_BOT,
-                               description="Test model")
+    adapter = StoreAdapter(store, engine.bridge_id, engine.score_scale)
+    return ConversationService(engine, adapter, TEST_BOT, description="Test model")

@@ -65,7 +65,10 @@ async def test_text_search_returns_matching_gallery_images(service: Conversation
 async def test_more_like_this_finds_the_same_scene_first(service: ConversationService) -> None:
     reply = await service.similar(USER, (SEED_GALLERY / "airport_349.jpg").read_bytes())
     best = reply.hits[0]
-    assert best.label == "airport" and best.score > 0.99, (best.label, best.score)
+    # Its seed copy: cosine 1 less that image's hubness (a tenth or so), far above the rest.
+    scores = [(h.label, h.score) for h in reply.hits]
+    assert best.label == "airport" and best.score > 0.8, scores
+    assert all(best.score - h.score > 0.3 for h in reply.hits[1:]), scores
 
 
 async def test_first_description_is_what_capret_caption_writes(

@@ -23,7 +23,7 @@ from engine.prompt import image_turn
 from engine.tokens import caption_prompt
 from engine.training.data import CaptionedImage
 from engine.types import TextPart
-from store import Store
+from store import GalleryEntry, NewImage, Store
 from store.tables import Conversation, Embedding, Message, ShownImage, User
 from store.tables import Image as ImageRow
 from tests.bot.conftest import RSICD, jpeg
@@ -161,6 +161,20 @@ def test_stored_query_round_trips(real_store: Store, engine: FakeEngine) -> None
     assert saved is not None and np.array_equal(saved.query, query) and saved.only_own
     adapter.reset(user)
     assert adapter.last_search(user) is None
+
+
+def test_hits_show_the_engines_score(real_store: Store, engine: FakeEngine) -> None:
+    from bot.service.store_adapter import StoreAdapter
+
+    vectors = np.eye(engine.search_dim, dtype=np.float32)[:3]
+    shas = [real_store.repo.add_image(NewImage.from_bytes(jpeg(f"0000{i + 1}.jpg")), None).sha256
+            for i in range(3)]
+    real_store.gallery.add([GalleryEntry(sha) for sha in shas], vectors, engine.bridge_id)
+    query = np.array([0.6, 0.8] + [0.0] * (engine.search_dim - 2), dtype=np.float32)
+    plain = StoreAdapter(real_store, engine.bridge_id).search(1, query, 2, set())
+    scaled = StoreAdapter(real_store, engine.bridge_id, 3.0).search(1, query, 2, set())
+    assert [h.score for h in plain] == pytest.approx([0.8, 0.6])
+    assert [h.score for h in scaled] == pytest.approx([2.4, 1.8])
 
 
 def test_a_query_saved_under_other_bridge_weights_is_not_continued(
