@@ -12,7 +12,8 @@ searched. Ranking one query's results only needs each item's own offset, compute
 the item is added; nothing is added per query.
 
 So FAISS (inner product, vectors normalised by the store) can rank by it, a search vector is
-the shared-space vector with four more coordinates, every one of norm sqrt(3):
+the shared-space vector with four more coordinates, so that every search vector has norm
+sqrt(3):
 
     gallery row  [x, -o(x), 1,     0,    r(x)]      r = sqrt(1 - o^2)
     query        [q, 1,     -o(q), r(q), 0   ]
