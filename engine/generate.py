@@ -32,9 +32,18 @@ class DecodeSettings:
     length_penalty: float = 1.0
     # Conversation key for reusing its KV across turns; None = no reuse.
     session: str | None = None
-    # Beam search only: given the best finished beams (token ids, at most RERANK_CANDIDATES),
-    # a bonus for each, added to its length-normalised log-probability to pick the reply.
-    rerank: Callable[[Sequence[list[int]]], Sequence[float]] | None = None
+    # Beam search only: given the best finished beams (at most RERANK_CANDIDATES), a bonus
+    # for each, added to its length-normalised log-probability to pick the reply.
+    rerank: Callable[[Sequence[BeamCandidate]], Sequence[float]] | None = None
+
+
+@dataclass(frozen=True)
+class BeamCandidate:
+    """A beam at the end of a search."""
+
+    score: float  # log-probability / length ** length_penalty
+    ids: list[int]
+    finished: bool  # ended by EOS or [RET], not by the length limit
 
 
 # Finished beams a rerank chooses among, the likeliest first.
@@ -103,7 +112,7 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
     beams: list[list[int]] = [[] for _ in range(n)]
     totals = torch.zeros(n)
     totals[1:] = -float("inf")  # all beams start identical: expand from the first only
-    done: list[_Candidate] = []
+    done: list[BeamCandidate] = []
     for _ in range(s.max_new_tokens):
         logp = torch.stack([
             torch.log_softmax(adjust_scores(row.float(), beams[i], s), -1)
@@ -118,7 +127,7 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
             row, token = divmod(index, logp.shape[1])
             seq = beams[row] + [token]
             if token in s.eos_ids or token == s.ret_id:
-                done.append(_Candidate(score / len(seq) ** s.length_penalty, seq, True))
+                done.append(BeamCandidate(score / len(seq) ** s.length_penalty, seq, True))
             elif len(rows) < n:
                 rows.append(row)
                 tokens.append(token)
@@ -129,26 +138,19 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
         totals = torch.tensor(keep)
         stepper.reorder(torch.tensor(rows))
         hidden = stepper.step(torch.tensor(tokens))
-    done.extend(_Candidate(float(t) / max(len(b), 1) ** s.length_penalty, b, False)
+    done.extend(BeamCandidate(float(t) / max(len(b), 1) ** s.length_penalty, b, False)
                 for t, b in zip(totals.tolist(), beams, strict=True))
     yield from _replay(stepper, embeds, _chosen(done, s), s)
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    score: float  # log-probability / length ** length_penalty
-    ids: list[int]
-    finished: bool  # ended by EOS or [RET], not by the length limit
-
-
-def _chosen(done: list[_Candidate], s: DecodeSettings) -> list[int]:
+def _chosen(done: list[BeamCandidate], s: DecodeSettings) -> list[int]:
     """The likeliest beam, or with ``s.rerank`` the best of the likeliest finished ones."""
     if s.rerank is None:
         return max(done, key=lambda c: c.score).ids
     unique = {tuple(c.ids): c for c in sorted(done, key=lambda c: c.score)}  # best kept
     pool = [c for c in unique.values() if c.finished] or list(unique.values())
     ranked = sorted(pool, key=lambda c: -c.score)[:RERANK_CANDIDATES]
-    bonus = s.rerank([c.ids for c in ranked])
+    bonus = s.rerank(ranked)
     return max(zip(ranked, bonus, strict=True), key=lambda p: p[0].score + p[1])[0].ids
 
 

@@ -18,7 +18,7 @@ from engine.backends.base import Backend
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.dihedral import quarter_turned
-from engine.generate import DecodeSettings, Finished
+from engine.generate import BeamCandidate, DecodeSettings, Finished
 from engine.hubness import SCORE_SCALE, search_scores
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
@@ -214,7 +214,7 @@ class RSCapRet:
                                    rerank=rerank)
 
     def _search_match(self, image: np.ndarray, weight: float
-                      ) -> Callable[[Sequence[list[int]]], list[float]]:
+                      ) -> Callable[[Sequence[BeamCandidate]], list[float]]:
         """``weight`` times how well each candidate's words, asked as a search ("Show me
         <words>"), find ``image``: its search score, cosine less both hubness offsets.
         """
@@ -222,9 +222,9 @@ class RSCapRet:
             row = self.bridge.gallery_rows(torch.as_tensor(
                 image[None], dtype=torch.float32, device=self._device))  # (1, search_dim)
 
-        def bonus(candidates: Sequence[list[int]]) -> list[float]:
+        def bonus(candidates: Sequence[BeamCandidate]) -> list[float]:
             asked = [[Turn("user", (TextPart(RETRIEVAL_PROMPTS[0].format(
-                query=self._text(ids))),))] for ids in candidates]
+                query=self._text(c.ids))),))] for c in candidates]
             hidden = self.ret_states(asked, {})
             with torch.inference_mode():
                 scores = search_scores(self.bridge.text_queries(hidden), row)[:, 0]

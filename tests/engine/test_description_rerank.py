@@ -15,7 +15,7 @@ from PIL import Image
 from engine.backends.hf import HfStepper
 from engine.config import EngineConfig, GenerationConfig
 from engine.factory import build_backend
-from engine.generate import DecodeSettings, Finished, decode
+from engine.generate import BeamCandidate, DecodeSettings, Finished, decode
 from engine.model import RSCapRet
 from engine.prompt import image_turn
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
@@ -52,8 +52,8 @@ def test_a_rerank_picks_the_candidate_with_the_best_score_plus_bonus(image: Imag
     plain = _ids(decode(HfStepper(engine.lm, engine.bridge), embeds, _beam_settings(engine)))
     offered: list[list[list[int]]] = []
 
-    def no_bonus(candidates: Sequence[list[int]]) -> list[float]:
-        offered.append([list(c) for c in candidates])
+    def no_bonus(candidates: Sequence[BeamCandidate]) -> list[float]:
+        offered.append([list(c.ids) for c in candidates])
         return [0.0] * len(candidates)
 
     settings = _beam_settings(engine, rerank=no_bonus)
@@ -61,7 +61,7 @@ def test_a_rerank_picks_the_candidate_with_the_best_score_plus_bonus(image: Imag
     candidates = offered[0]
     assert 2 <= len(candidates) <= 8 and len({tuple(c) for c in candidates}) == len(candidates)
 
-    def favour_last(candidates: Sequence[list[int]]) -> list[float]:
+    def favour_last(candidates: Sequence[BeamCandidate]) -> list[float]:
         return [0.0] * (len(candidates) - 1) + [1e6]
 
     settings = _beam_settings(engine, rerank=favour_last)
@@ -107,7 +107,8 @@ def test_the_bonus_is_the_weighted_search_score_of_the_words(image: Image.Image)
     engine = _described(match=2.5)
     embedding = engine.embed_images([image])[0]
     words = ["a harbour with boats", "many buildings", "a green field"]
-    candidates = [engine.lm.tokenizer.encode(w, add_special_tokens=False) for w in words]
+    candidates = [BeamCandidate(0.0, engine.lm.tokenizer.encode(w, add_special_tokens=False), True)
+                  for w in words]
     bonus = engine._search_match(embedding, 2.5)(candidates)
     row = engine.gallery_rows(embedding[None])[0]
     for text, got in zip(words, bonus, strict=True):
