@@ -16,7 +16,11 @@ from engine.batching import BatchedStepper, ContinuousBatcher
 from engine.bridge import Bridge
 from engine.config import BatchingConfig
 from engine.generate import DecodeEvent, DecodeSettings, decode
+from engine.kv_cache import common_prefix, from_cache, select_rows, to_cache
 from engine.language import LanguageModel
+
+# Fewer shared leading rows than this are not worth a second forward pass.
+MIN_SHARED_ROWS = 8
 
 
 class HfStepper:
@@ -94,10 +98,37 @@ class HfBackend:
 
     @torch.inference_mode()
     def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
+        """The last hidden state of each sequence (N, D). The rows every sequence begins with
+        (the chat template's system turn, a request's phrasing) run once and their KV is shared:
+        a description's re-ranked candidates differ only in their last dozen tokens.
+        """
+        shared = _shared_rows(sequences)
+        if shared < MIN_SHARED_ROWS:
+            return self._last_hidden_padded(sequences, past=None, start=0)
+        _, cache = self.lm.hidden(sequences[0][None, :shared],
+                                  past=DynamicCache(config=self.lm.model.config))
+        first = torch.zeros(len(sequences), dtype=torch.long, device=sequences[0].device)
+        rows = select_rows(from_cache(cache), first)  # type: ignore[arg-type]
+        return self._last_hidden_padded([s[shared:] for s in sequences],
+                                        past=to_cache(rows, self.lm.model.config), start=shared)
+
+    def _last_hidden_padded(self, sequences: list[torch.Tensor], past: DynamicCache | None,
+                            start: int) -> torch.Tensor:
+        """Right-padded sequences after ``start`` positions of ``past`` (their KV, or none)."""
         lengths = torch.tensor([len(s) for s in sequences])
         width = int(lengths.max())
         padded = torch.stack([torch.cat([s, s.new_zeros(width - len(s), s.shape[1])])
-                              for s in sequences])  # (N, T, D), right-padded
-        mask = (torch.arange(width)[None, :] < lengths[:, None]).long().to(padded.device)
-        hidden, _ = self.lm.hidden(padded, attention_mask=mask)
+                              for s in sequences])  # (N, T, D)
+        mask = (torch.arange(start + width)[None, :] < start + lengths[:, None]).long()
+        positions = torch.arange(start, start + width)[None].expand(len(sequences), -1)
+        hidden, _ = self.lm.hidden(padded, attention_mask=mask.to(padded.device), past=past,
+                                   positions=positions.to(padded.device))
         return hidden[torch.arange(len(sequences)), (lengths - 1).to(hidden.device)]
+
+
+def _shared_rows(sequences: list[torch.Tensor]) -> int:
+    """How many leading rows all ``sequences`` have in common, leaving each at least one."""
+    if len(sequences) < 2:
+        return 0
+    shared = min(common_prefix(sequences[0], s) for s in sequences[1:])
+    return min(shared, min(len(s) for s in sequences) - 1)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.backends.hf import HfBackend
+from engine.backends.hf import MIN_SHARED_ROWS, HfBackend
 from engine.config import BatchingConfig
 from engine.kv_cache import ConversationCache, common_prefix, nbytes
 from engine.model import RSCapRet
@@ -112,3 +112,30 @@ def test_a_small_cache_config_holds_under_many_conversations(image: Image.Image)
     options = dataclasses.replace(GenerationOptions(max_new_tokens=3), session="5")
     assert engine.generate([turn], images, options).token_ids  # the newest is still usable
     assert np.isfinite(backend.batcher.cache.bytes)
+
+
+def test_requests_sharing_a_template_reuse_its_kv_and_match_each_alone(engine: RSCapRet) -> None:
+    asked = [[Turn("user", (TextPart(f"Show me {words}"),))]
+             for words in ("a beach", "many green trees around a playground", "a port .")]
+    together = engine.ret_states(asked, {})
+    alone = torch.cat([engine.ret_states([d], {}) for d in asked])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    layouts = [engine._layout(d, add_generation_prompt=True).ids for d in asked]
+    backend = engine.backend
+    assert isinstance(backend, HfBackend)
+    lm_hidden = backend.lm.hidden
+    widths = []
+
+    def counting(embeds: torch.Tensor, *args: object, **kwargs: object) -> object:
+        widths.append(embeds.shape[1])
+        return lm_hidden(embeds, *args, **kwargs)
+
+    backend.lm.hidden = counting  # type: ignore[method-assign]
+    try:
+        engine.ret_states(asked, {})
+    finally:
+        del backend.lm.hidden
+    # The template's common rows run once, then what differs, up to and with [RET].
+    shared = widths[0]
+    assert len(widths) == 2 and shared >= MIN_SHARED_ROWS
+    assert widths[1] == max(len(ids) for ids in layouts) + 1 - shared
