@@ -81,6 +81,29 @@ def main() -> None:
         print(f"weight {weight:g}: " + ", ".join(
             f"{k} {scores[k]:.3f}" for k in ("BLEU-4", "ROUGE-L", "CIDEr",
                                              "distinct_captions_%")), flush=True)
+    print(f"best candidate per image by its own CIDEr (any re-ranker's ceiling): "
+          f"{pool_ceiling(kept, references):.3f}", flush=True)
+
+
+def pool_ceiling(kept: dict[str, list[dict]], references: dict[str, list[str]]) -> float:
+    """Mean over images of the best CIDEr among its candidates.
+
+    pycocoevalcap's CIDEr takes its document frequencies from the references alone, so an
+    image's score does not depend on what the other images were given: scoring the i-th
+    candidate of every image in one call and keeping each image's best is exact.
+    """
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    names = sorted(references)
+    tokenizer = PTBTokenizer()
+    truth = tokenizer.tokenize({n: [{"caption": c} for c in references[n]] for n in names})
+    best = np.full(len(names), -np.inf)
+    for i in range(max(len(kept[n]) for n in names)):
+        offered = {n: [{"caption": kept[n][min(i, len(kept[n]) - 1)]["text"]}] for n in names}
+        _, scores = Cider().compute_score(truth, tokenizer.tokenize(offered))
+        best = np.maximum(best, scores)
+    return float(best.mean())
 
 
 if __name__ == "__main__":
