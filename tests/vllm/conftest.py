@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from bot.cli.main import main as cli_main
-from bot.config import load_config
 from engine import create_engine
 from engine.backends.vllm_launch import ServerPair, ServeSettings
 from engine.config import EngineConfig
 from engine.model import RSCapRet
 from tests.paths import PROJECT
+from tests.vllm.shipped import shipped_greedy
 
 VLLM_PYTHON = Path(os.environ.get("CAPRET_VLLM_PYTHON")
                    or PROJECT / ".venv-vllm" / "bin" / "python")
@@ -43,7 +43,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def hf_engine() -> RSCapRet:
     """The shipped default on the hf backend: the reference the vllm backend must equal."""
-    return create_engine(load_config().engine)
+    return create_engine(shipped_greedy())
 
 
 @pytest.fixture(scope="session")
@@ -95,4 +95,4 @@ def vllm_config(base: EngineConfig, servers: ServerPair, **vllm: Any) -> EngineC
 @pytest.fixture(scope="session")
 def vllm_engine(servers: ServerPair) -> RSCapRet:
     """The shipped default on the vllm backend, built by ``create_engine`` (checks included)."""
-    return create_engine(vllm_config(load_config().engine, servers))
+    return create_engine(vllm_config(shipped_greedy(), servers))

@@ -16,6 +16,7 @@ from bot.config import AppConfig, load_config
 from engine.backends.vllm_launch import ServerPair, ServeSettings, server_argv, server_env
 from tests.paths import PROJECT
 from tests.vllm.conftest import free_port, vllm_config
+from tests.vllm.shipped import shipped_greedy
 
 VLLM_YAML = PROJECT / "configs" / "vllm.yaml"
 
@@ -63,7 +64,7 @@ def test_doctor_checks_both_servers(servers: ServerPair) -> None:
 
 def test_vllm_config_is_the_default_served_by_vllm() -> None:
     """configs/vllm.yaml must stay the shipped default's model, or the bridge would not fit."""
-    default, served = load_config().engine, load_config(VLLM_YAML).engine
+    default, served = shipped_greedy(), load_config(VLLM_YAML).engine
     assert served.backend == "vllm"
     assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
 
@@ -80,6 +81,6 @@ def test_compose_file_serves_as_serve_llm_does_on_a_gpu() -> None:
         assert service["command"] == server_argv(settings, role)[3:]
     served = load_config(PROJECT / "configs" / "compose-gpu.yaml").engine
     assert served.vllm.checkpoint == "/checkpoint"
-    assert dataclasses.replace(served, backend="hf", vllm=load_config().engine.vllm) == (
-        load_config().engine)
+    default = shipped_greedy()
+    assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
 
