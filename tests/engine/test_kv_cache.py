@@ -126,9 +126,11 @@ def test_requests_sharing_a_template_reuse_its_kv_and_match_each_alone(engine: R
     lm_hidden = backend.lm.hidden
     widths = []
 
-    def counting(embeds: torch.Tensor, *args: object, **kwargs: object) -> object:
+    def counting(embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 past: object = None, positions: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, object]:
         widths.append(embeds.shape[1])
-        return lm_hidden(embeds, *args, **kwargs)
+        return lm_hidden(embeds, attention_mask, past, positions)
 
     backend.lm.hidden = counting  # type: ignore[method-assign]
     try:
