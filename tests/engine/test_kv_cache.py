@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -114,7 +115,8 @@ def test_a_small_cache_config_holds_under_many_conversations(image: Image.Image)
     assert np.isfinite(backend.batcher.cache.bytes)
 
 
-def test_requests_sharing_a_template_reuse_its_kv_and_match_each_alone(engine: RSCapRet) -> None:
+def test_requests_sharing_a_template_reuse_its_kv_and_match_each_alone(
+        engine: RSCapRet, monkeypatch: pytest.MonkeyPatch) -> None:
     asked = [[Turn("user", (TextPart(f"Show me {words}"),))]
              for words in ("a beach", "many green trees around a playground", "a port .")]
     together = engine.ret_states(asked, {})
@@ -132,11 +134,8 @@ def test_requests_sharing_a_template_reuse_its_kv_and_match_each_alone(engine: R
         widths.append(embeds.shape[1])
         return lm_hidden(embeds, attention_mask, past, positions)
 
-    backend.lm.hidden = counting  # type: ignore[method-assign]
-    try:
-        engine.ret_states(asked, {})
-    finally:
-        del backend.lm.hidden
+    monkeypatch.setattr(backend.lm, "hidden", counting)
+    engine.ret_states(asked, {})
     # The template's common rows run once, then what differs, up to and with [RET].
     shared = widths[0]
     assert len(widths) == 2 and shared >= MIN_SHARED_ROWS
