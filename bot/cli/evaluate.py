@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--rescore", metavar="JSON",
                         help="score the outputs an earlier --json saved, on these images "
                              "(e.g. --limit N), without the model; retrieval is left out")
+    parser.add_argument("--neighbour-captions", metavar="DATASTORE",
+                        help="score the k-nearest-caption baseline instead of the model: each "
+                             "image gets the commonest caption of its --k nearest train images "
+                             "in this datastore (`capret datastore`); no LM")
+    parser.add_argument("--k", type=int, default=15, help="neighbours for --neighbour-captions")
+    parser.add_argument("--votes", choices=("all", "distinct"), default="all",
+                        help="--neighbour-captions: every caption votes as released, or each "
+                             "neighbour once per distinct caption")
     parser.set_defaults(func=run)
 
 
@@ -54,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if args.rescore:
         print(markdown_table(rescore(json.loads(Path(args.rescore).read_text()), records)))
         return 0
-    report = evaluate(create_engine(_with_decoding(config.engine, args)), records)
+    if args.neighbour_captions:
+        from bot.cli.datastore import neighbour_report
+
+        report = neighbour_report(config, records, Path(args.neighbour_captions), args.k,
+                                  args.votes)
+    else:
+        report = evaluate(create_engine(_with_decoding(config.engine, args)), records)
     print(markdown_table(report.metrics))
     for r in records[:args.examples]:
         print(f"\n{r.path.name} ({r.label}): {report.captions[r.path.name]}")

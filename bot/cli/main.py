@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "bot.cli.refit_retrieval",
     "bot.cli.tune_answers",
     "bot.cli.evaluate",
+    "bot.cli.datastore",
     "bot.cli.chat",
     "bot.cli.db",
     "bot.cli.gallery",
