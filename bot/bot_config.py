@@ -53,6 +53,10 @@ class BotConfig:
     tile_factor: float = 4.0
     tile_grid: int = 3
     notable_tiles: int = 3
+    # A group's /forget and /export are for its administrators (Telegram's getChatMember,
+    # whose answers are kept this many seconds); a /forget confirmation lasts this long.
+    group_admin_cache_s: float = 60.0
+    forget_confirm_s: float = 120.0
     # Per-person daily limits (UTC days; None = no limit); admins (TELEGRAM_ADMIN_IDS) exempt.
     daily_model_calls: int | None = 200
     daily_upload_mb: float | None = 200.0

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -28,7 +29,17 @@ from bot.telegram.chat import (
     place_of,
     without_mention,
 )
+from bot.telegram.confirm import (
+    ANY_ADMIN,
+    CANCELLED,
+    EXPIRED,
+    NOT_YOURS,
+    QUESTION,
+    forget_buttons,
+    parse_confirmation,
+)
 from bot.telegram.flow import AlbumCollector
+from bot.telegram.group_admins import GroupAdmins
 from bot.telegram.render import GrowingReply, send_hits, send_text, typing
 from bot.usage import UsageGuard, render_stats
 
@@ -69,6 +80,7 @@ class Handlers:
         # Daily limits and /stats (None: no limits, e.g. a store without usage counters).
         self.usage = usage
         self.limiter = RateLimiter(config.rate_limit_messages, config.rate_limit_window_s)
+        self.group_admins = GroupAdmins(config.group_admin_cache_s)
 
     async def guard(self, update: Update, context: Context) -> None:
         """Group addressing, allow-list and per-user rate limit, before any other handler."""
@@ -128,23 +140,26 @@ class Handlers:
         """/history: the current conversation as text."""
         await self._say(update, context, await self.service.history(conversation_of(update)))
 
+    @replying
     async def export(self, update: Update, context: Context) -> None:
-        """/export: the user's data as a zip archive."""
+        """/export: the conversation's data as a zip archive (a group's: its admins only)."""
+        await self._require_group_admin(update, context, "export")
         archive = await self.service.export(conversation_of(update))
         place = place_of(update)
         await context.bot.send_document(place.chat_id, archive, filename="capret-export.zip",
                                         caption="Everything I keep about this conversation.",
                                         message_thread_id=place.thread_id)
 
+    @replying
     async def forget(self, update: Update, context: Context) -> None:
-        """/forget: ask for confirmation with buttons."""
-        buttons = [[InlineKeyboardButton("Yes, delete everything", callback_data="forget:yes"),
-                    InlineKeyboardButton("Cancel", callback_data="forget:no")]]
+        """/forget: ask the asker for confirmation with buttons (a group's: its admins only)."""
+        await self._require_group_admin(update, context, "delete")
+        assert update.effective_user is not None
+        asker = ANY_ADMIN if _anonymous_admin(update) else update.effective_user.id
         place = place_of(update)
-        await context.bot.send_message(
-            place.chat_id, "Delete everything I keep about this conversation "
-            "(messages, images)?", reply_markup=InlineKeyboardMarkup(buttons),
-            message_thread_id=place.thread_id)
+        await context.bot.send_message(place.chat_id, QUESTION,
+                                       reply_markup=forget_buttons(asker, time.time()),
+                                       message_thread_id=place.thread_id)
 
     @replying
     async def feedback_answer(self, update: Update, context: Context) -> None:
@@ -156,16 +171,25 @@ class Handlers:
         await query.answer(text)
         await query.edit_message_reply_markup(rating_buttons(int(turn), int(rating)))
 
+    @replying
     async def forget_answer(self, update: Update, context: Context) -> None:
-        """The /forget confirmation button."""
+        """The /forget confirmation buttons: only the asker's tap counts, and not for long."""
         query = update.callback_query
         assert query is not None
+        asked = parse_confirmation(query.data)
+        if asked is not None and not asked.answers_for(query.from_user.id):
+            await query.answer(NOT_YOURS, show_alert=True)
+            return
         await query.answer()
-        if query.data == "forget:yes":
-            text = await self.service.forget(conversation_of(update))
-        else:
-            text = "Nothing was deleted."
-        await query.edit_message_text(text)
+        if asked is None or asked.expired(time.time(), self.config.forget_confirm_s):
+            await query.edit_message_text(EXPIRED)
+            return
+        if not asked.delete:
+            await query.edit_message_text(CANCELLED)
+            return
+        # Still an administrator now (and, for an anonymous request, the tapper is one).
+        await self._require_group_admin(update, context, "delete")
+        await query.edit_message_text(await self.service.forget(conversation_of(update)))
 
     @replying
     async def search(self, update: Update, context: Context) -> None:
@@ -292,6 +316,14 @@ class Handlers:
         self.albums.take(message)  # an album not for us: drop its gathered parts
         return False
 
+    async def _require_group_admin(self, update: Update, context: Context, action: str) -> None:
+        """In a group, only its administrators may act on its whole memory (raises if not)."""
+        user, chat = update.effective_user, update.effective_chat
+        if not is_group(update) or _anonymous_admin(update):
+            return
+        assert user is not None and chat is not None
+        await self.group_admins.require(context.bot, chat.id, user.id, action)
+
     def _is_admin(self, update: Update) -> bool:
         user = update.effective_user
         return self.usage is not None and user is not None and self.usage.is_admin(user.id)
@@ -327,6 +359,16 @@ def rating_buttons(turn_id: int, chosen: int = 0) -> InlineKeyboardMarkup:
         return InlineKeyboardButton(label + mark, callback_data=f"rate:{turn_id}:{rating}")
 
     return InlineKeyboardMarkup([[button("👍", 1), button("👎", -1)]])
+
+
+def _anonymous_admin(update: Update) -> bool:
+    """A message an administrator sent anonymously, "as the group" (Telegram sets the sender
+    chat; only administrators can).
+    """
+    message, chat = update.effective_message, update.effective_chat
+    sender = message.sender_chat if message is not None else None
+    return (update.callback_query is None and chat is not None and sender is not None
+            and sender.id == chat.id)
 
 
 def _has_image(message: Message) -> bool:

@@ -1,7 +1,8 @@
 """A local stand-in of the Telegram Bot API: an aiohttp server on 127.0.0.1 that records calls.
 
 It implements what the bot uses (getMe, getUpdates, sendMessage, editMessageText, sendChatAction,
-getFile + file download, sendPhoto, sendMediaGroup, sendDocument, answerCallbackQuery, ...) with
+getFile + file download, sendPhoto, sendMediaGroup, sendDocument, answerCallbackQuery,
+getChatMember, ...) with
 ``<root>/bot<token>/<method>`` and ``<root>/file/bot<token>/<path>``. Tests push updates and
 assert on the recorded calls.
 """
@@ -93,6 +94,12 @@ class BotApiStub:
         self.root = ""
         # Called with every recorded call (benchmarks use it instead of polling ``calls``).
         self.listeners: list[Callable[[Call], None]] = []
+        # Chats seen in pushed messages: the bot's own messages there carry the same chat.
+        self.chats: dict[int, dict[str, Any]] = {}
+        # getChatMember: (chat, user) -> "creator" / "administrator" (others are members);
+        # in chats listed in ``members_unknown`` it fails, as when the bot was removed.
+        self.statuses: dict[tuple[int, int], str] = {}
+        self.members_unknown: set[int] = set()
 
     # ----- lifecycle
     async def start(self) -> str:
@@ -145,6 +152,7 @@ class BotApiStub:
         if topic is not None:
             message.update(message_thread_id=topic, is_topic_message=True)
         message.update(fields)
+        self.chats[chat_id] = chat
         return message
 
     async def push_group_text(
@@ -199,6 +207,13 @@ class BotApiStub:
                     "file_name": name, "mime_type": mime,
                     "file_size": len(data) if size is None else size}
         return await self.push("message", self.user_message(user_id, document=document))
+
+    async def press(self, user_id: int, sent: Call, label: str) -> None:
+        """``user_id`` taps the button starting with ``label`` under the message ``sent``."""
+        message = self.bot_messages[(int(sent.params["chat_id"]), sent.params["_message_id"])]
+        buttons = [b for row in sent.params["reply_markup"]["inline_keyboard"] for b in row]
+        data = next(b["callback_data"] for b in buttons if b["text"].startswith(label))
+        await self.push_callback(user_id, data, message)
 
     async def push_callback(self, user_id: int, data: str, message: dict[str, Any]) -> None:
         user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
@@ -292,7 +307,8 @@ class BotApiStub:
         chat_id = int(call.params["chat_id"])
         message: dict[str, Any] = {
             "message_id": self.next_message_id(chat_id), "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER}
+            "chat": self.chats.get(chat_id, {"id": chat_id, "type": "private"}),
+            "from": BOT_USER}
         if call.params.get("message_thread_id") is not None:
             message.update(message_thread_id=int(call.params["message_thread_id"]),
                            is_topic_message=True)
@@ -329,6 +345,25 @@ class BotApiStub:
 
     async def api_answerCallbackQuery(self, call: Call) -> Any:
         return True
+
+    async def api_getChatMember(self, call: Call) -> Any:
+        chat_id, user_id = int(call.params["chat_id"]), int(call.params["user_id"])
+        if chat_id in self.members_unknown:
+            return web.json_response({"ok": False, "error_code": 400,
+                                      "description": "Bad Request: chat not found"},
+                                     status=400)
+        user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        status = self.statuses.get((chat_id, user_id), "member")
+        member: dict[str, Any] = {"status": status, "user": user}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            rights = ("can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages",
+                      "can_manage_video_chats", "can_restrict_members", "can_promote_members",
+                      "can_change_info", "can_invite_users", "can_post_stories",
+                      "can_edit_stories", "can_delete_stories")
+            member.update(dict.fromkeys(rights, False), can_manage_chat=True)
+        return member
 
     async def api_getFile(self, call: Call) -> Any:
         file_id = str(call.params["file_id"])

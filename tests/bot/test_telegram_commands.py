@@ -38,11 +38,9 @@ async def test_forget_needs_confirmation(api: BotApiStub, bot: BotRunner) -> Non
     await api.push_text(USER, "/forget")
     await api.wait_for(lambda: any("reply_markup" in c.params for c in api.sent("sendMessage")))
     question = next(c for c in api.sent("sendMessage") if "reply_markup" in c.params)
-    message = api.user_message(USER, text=question.params["text"])
-    message["message_id"] = question.params["_message_id"]
-    await api.push_callback(USER, "forget:no", message)
+    await api.press(USER, question, "Cancel")
     await api.wait_for(lambda: any(t == "Nothing was deleted." for t in api.texts(USER)))
-    await api.push_callback(USER, "forget:yes", message)
+    await api.press(USER, question, "Yes")
     await api.wait_for(lambda: len(api.sent("answerCallbackQuery")) == 2
                        and any("deleted everything" in t for t in api.texts(USER)))
     await api.push_text(USER, "/history")

@@ -101,7 +101,5 @@ async def forget(api: BotApiStub, chat: int) -> None:
     await api.wait_for(lambda: any("reply_markup" in c.params
                                    for c in api.sent("sendMessage", chat)))
     question = next(c for c in api.sent("sendMessage", chat) if "reply_markup" in c.params)
-    message = api.user_message(chat, text=question.params["text"])
-    message["message_id"] = question.params["_message_id"]
-    await api.push_callback(chat, "forget:yes", message)
+    await api.press(chat, question, "Yes")
     await api.wait_for(lambda: any("deleted everything" in t for t in api.texts(chat)))
