@@ -108,10 +108,17 @@ class BatchingConfig:
 class VllmConfig:
     """Where the vLLM servers are (backend "vllm" only)."""
 
-    # OpenAI-compatible completions server started with --enable-prompt-embeds.
-    completions_url: str = "http://127.0.0.1:8000/v1"
-    # Pooling server (--runner pooling, LAST pooling) for [RET] hidden states; required.
-    pooling_url: str | None = "http://127.0.0.1:8001"
+    # Generate servers (OpenAI completions, --enable-prompt-embeds), one URL per replica: a
+    # conversation sticks to one while it is healthy (its prefix cache lives there), new
+    # ones go to the least loaded, a failed one is skipped until its /health answers again.
+    generate_urls: tuple[str, ...] = ("http://127.0.0.1:8000",)
+    # Pooling servers (--runner pooling, LAST pooling) for [RET] hidden states; at least one.
+    pool_urls: tuple[str, ...] = ("http://127.0.0.1:8001",)
+    # Each URL's host name stands for all of its addresses, one replica each: a compose
+    # service scaled to N containers is one name that Docker's DNS answers with N addresses.
+    resolve_replicas: bool = False
+    # Seconds a replica that failed is skipped before its /health is asked again.
+    health_interval_s: float = 10.0
     # Served model name (the merged checkpoint written by `capret export-vllm`).
     served_model: str = "rs-capret"
     # Where `capret export-vllm` writes that checkpoint and `capret serve-llm` serves it from.

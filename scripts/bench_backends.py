@@ -56,8 +56,8 @@ def ret_round_trip_ms(engine: RSCapRet, repeats: int = 10) -> float:
 
 def vllm_engine(base: EngineConfig, pair: ServerPair) -> RSCapRet:
     urls = pair.urls
-    config = dataclasses.replace(base.vllm, completions_url=urls["generate"] + "/v1",
-                                 pooling_url=urls["pooling"])
+    config = dataclasses.replace(base.vllm, generate_urls=(urls["generate"],),
+                                 pool_urls=(urls["pooling"],))
     return create_engine(dataclasses.replace(base, backend="vllm", vllm=config))
 
 

@@ -78,7 +78,8 @@ def serve_settings(config: VllmConfig, checkpoint: Path, args: argparse.Namespac
     """How to start the two servers: ports from the config URLs, device and python from args."""
     from engine.backends.vllm_launch import ServeSettings
 
-    generate, pooling = urlsplit(config.completions_url), urlsplit(config.pooling_url or "")
+    # The first replica of each role: serve-llm starts one pair (more: one per port, by hand).
+    generate, pooling = urlsplit(config.generate_urls[0]), urlsplit(config.pool_urls[0])
     return ServeSettings(
         checkpoint=checkpoint.resolve(), python=args.python or vllm_python(),
         device=resolve_device(args.device), host=args.host,

@@ -5,7 +5,9 @@ this backend sends them as ``prompt_embeds`` to ``/v1/completions`` (which appli
 template) and reads the chosen token ids back, streamed. Generation returns no hidden states, so
 at [RET] the whole sequence (prompt, generated tokens, [RET]) goes to a pooling server (LAST
 pooling, no activation), which returns the last layer's hidden state there, as the hf backend's.
-Both serve the checkpoint written by ``engine.backends.vllm_export``.
+Both serve the checkpoint written by ``engine.backends.vllm_export``. Each role may have several
+replicas (``engine.backends.vllm_replicas``): a conversation sticks to its generate replica and a
+reply cut by a dying one is decoded again on another.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from engine.backends.vllm_http import HttpClient, VllmError
 from engine.backends.vllm_payload import completion_body, pooling_body
+from engine.backends.vllm_replicas import Replicas
 from engine.generate import DecodeEvent, DecodeSettings, Finished
 
 logger = logging.getLogger(__name__)
@@ -28,9 +31,9 @@ TokenEmbedder = Callable[[list[int]], torch.Tensor]
 
 
 class VllmBackend:
-    """Decodes on a vLLM completions server; [RET] hidden states from a vLLM pooling server."""
+    """Decodes on vLLM completions servers; [RET] hidden states from vLLM pooling servers."""
 
-    def __init__(self, generate: HttpClient, pool: HttpClient, model: str,
+    def __init__(self, generate: Replicas, pool: Replicas, model: str,
                  embed_tokens: TokenEmbedder, stream: bool = True, concurrency: int = 8) -> None:
         self.generate = generate
         self.pool = pool
@@ -45,8 +48,9 @@ class VllmBackend:
             raise VllmError("beam search is not available with the vllm backend: vLLM's beam "
                             "search does not take prompt embeddings; use greedy or sample")
         ids: list[int] = []
-        for token in self._tokens(completion_body(self.model, embeds, settings, self.stream),
-                                  settings):
+        body = completion_body(self.model, embeds, settings, self.stream)
+        for token in self.generate.stream(lambda client: self._tokens(client, body, settings),
+                                          settings.session):
             ids.append(token)
             yield token
         if ids and ids[-1] == settings.ret_id:
@@ -66,11 +70,13 @@ class VllmBackend:
             return list(pool.map(one, sequences))
 
     def forget_session(self, session: str) -> None:
-        """Nothing to drop: the server manages its own KV (prefix caching) across requests."""
+        """The servers manage their own KV (prefix caching); the conversation picks afresh."""
+        self.generate.forget(session)
 
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden state (D,) at the last position of ``embeds`` (T, D)."""
-        answer = self.pool.post("/pooling", pooling_body(self.model, embeds))
+        body = pooling_body(self.model, embeds)
+        answer = self.pool.call(lambda client: client.post("/pooling", body))
         return pooled_vector(answer, embeds.shape[1])
 
     def last_hidden_batch(self, sequences: list[torch.Tensor]) -> torch.Tensor:
@@ -86,10 +92,13 @@ class VllmBackend:
     def _embed(self, ids: list[int], like: torch.Tensor) -> torch.Tensor:
         return self.embed_tokens(ids).to(device=like.device, dtype=like.dtype)  # (N, D)
 
-    def _tokens(self, body: dict[str, Any], s: DecodeSettings) -> Iterator[int]:
-        """The reply's token ids, without a closing EOS; [RET] kept when it ended the reply."""
-        choices = (self.generate.stream("/v1/completions", body) if self.stream
-                   else iter([self.generate.post("/v1/completions", body)]))
+    def _tokens(self, client: HttpClient, body: dict[str, Any], s: DecodeSettings
+                ) -> Iterator[int]:
+        """The reply's token ids from one server, without a closing EOS; [RET] kept when it
+        ended the reply.
+        """
+        choices = (client.stream("/v1/completions", body) if self.stream
+                   else iter([client.post("/v1/completions", body)]))
         stop = None
         for chunk in choices:
             choice = chunk["choices"][0]

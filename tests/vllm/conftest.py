@@ -87,7 +87,7 @@ def vllm_config(base: EngineConfig, servers: ServerPair, **vllm: Any) -> EngineC
     """``base`` on the vllm backend, pointed at the test servers."""
     urls = servers.urls
     settings = dataclasses.replace(
-        base.vllm, completions_url=urls["generate"] + "/v1", pooling_url=urls["pooling"],
+        base.vllm, generate_urls=(urls["generate"],), pool_urls=(urls["pooling"],),
         checkpoint=str(servers.settings.checkpoint), retries=1, backoff_s=0.2, **vllm)
     return dataclasses.replace(base, backend="vllm", vllm=settings)
 

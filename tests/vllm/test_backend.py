@@ -96,7 +96,7 @@ def test_a_stale_ret_row_is_refused(vllm_engine: RSCapRet, servers: ServerPair) 
 def test_a_server_that_is_down_is_named(vllm_engine: RSCapRet, servers: ServerPair) -> None:
     config = dataclasses.replace(
         vllm_config(load_config().engine, servers).vllm,
-        completions_url=f"http://127.0.0.1:{free_port()}/v1", retries=1, backoff_s=0.05)
+        generate_urls=(f"http://127.0.0.1:{free_port()}",), retries=1, backoff_s=0.05)
     with pytest.raises(VllmUnavailableError, match="cannot reach the vLLM server"):
         connect_vllm(config, vllm_engine.lm, vllm_engine.bridge)
 
