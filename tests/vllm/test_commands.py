@@ -84,3 +84,18 @@ def test_compose_file_serves_as_serve_llm_does_on_a_gpu() -> None:
     default = shipped_greedy()
     assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
 
+
+
+def test_compose_replicas_file_adds_a_generate_replica_the_bot_finds() -> None:
+    """deploy/compose.gpu.replicas.yaml: the same generate server on another GPU, under the
+    name the bot resolves to all of its replicas.
+    """
+    base = yaml.safe_load((PROJECT / "deploy" / "compose.gpu.yaml").read_text())["services"]
+    extra = yaml.safe_load((PROJECT / "deploy" / "compose.gpu.replicas.yaml").read_text())
+    replica = extra["services"]["vllm-generate-2"]
+    assert replica["command"] == base["vllm-generate"]["command"]
+    assert replica["networks"]["private"]["aliases"] == ["vllm-generate"]
+    assert replica["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["1"]
+    assert "vllm-generate-2" in extra["services"]["bot"]["depends_on"]
+    served = load_config(PROJECT / "configs" / "compose-gpu.yaml").engine.vllm
+    assert served.resolve_replicas and served.generate_urls == ("http://vllm-generate:8000",)
