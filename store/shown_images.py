@@ -1,10 +1,12 @@
-"""Gallery images already shown in a conversation (later searches and ``/more`` skip them)."""
+"""Gallery images shown by a conversation's current search (``/more`` skips them; a new
+search clears them, so it ranks the whole gallery again).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from store.db import Database
 from store.sql import insert_ignore
@@ -29,3 +31,8 @@ class ShownImages:
         with self.db.read() as s:
             return set(s.scalars(select(ShownImage.image_sha256)
                                  .where(ShownImage.conversation_id == conversation_id)))
+
+    def clear(self, conversation_id: int) -> None:
+        """Forget what the conversation was shown: its next search starts afresh."""
+        with self.db.write() as s:
+            s.execute(delete(ShownImage).where(ShownImage.conversation_id == conversation_id))

@@ -162,7 +162,7 @@ class Embedding(Base):
 
 
 class ShownImage(Base):
-    """An image already shown in a conversation (excluded from later searches)."""
+    """An image shown by a conversation's current search (``/more`` skips it)."""
 
     __tablename__ = "shown_images"
 

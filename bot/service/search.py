@@ -1,5 +1,7 @@
 """Gallery searches for a conversation: a query vector (from ``[RET]``, ``/search`` or an
-example image) to gallery hits, none shown before in the conversation, remembered for ``/more``.
+example image) to gallery hits. Every new search ranks the whole visible gallery again (the
+best images, even if an earlier search showed them: asking again must not hide them); only
+``/more`` continues the last search, skipping what it has shown.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ class GallerySearch:
                    extra: np.ndarray | None = None, skip: Sequence[str] = ()
                    ) -> tuple[Hit, ...]:
         """The best ``search_results`` images for ``search`` (and each ``extra`` query: the
-        best score per image), skipping ``skip`` and whatever the conversation was shown.
+        best score per image), skipping ``skip``.
 
-        A ``fresh`` search is remembered for ``/more``; a continued one stops after
-        ``max_search_depth`` shown images.
+        A ``fresh`` search is remembered for ``/more`` and starts with nothing shown; a
+        continued one skips what the search has shown and stops after ``max_search_depth``.
         """
         io = self.workers.io
         if fresh:

@@ -107,11 +107,13 @@ class StoreAdapter:
 
     def remember_search(self, user_id: int, search: SavedSearch) -> None:
         vector = np.ascontiguousarray(search.query, dtype="<f4").tobytes()
-        saved = {"conversation_id": self.repo.active_conversation(user_id),
+        conversation = self.repo.active_conversation(user_id)
+        saved = {"conversation_id": conversation,
                  "bridge_id": self.bridge_id,
                  "query": base64.b64encode(vector).decode("ascii"),
                  "only_own": search.only_own}
         self.repo.update_user(user_id, settings={LAST_SEARCH: saved})
+        self.store.shown.clear(conversation)  # a new search: nothing shown yet
 
     def last_search(self, user_id: int) -> SavedSearch | None:
         saved = self.repo.get_user(user_id).settings.get(LAST_SEARCH)

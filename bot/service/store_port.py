@@ -98,15 +98,17 @@ class StorePort(Protocol):
         ...
 
     def shown(self, user_id: int) -> set[str]:
-        """Hashes of the gallery images already shown in the current conversation."""
+        """Hashes of the gallery images the current conversation's last search has shown."""
         ...
 
     def mark_shown(self, user_id: int, sha256s: Sequence[str]) -> None:
-        """Remember images shown in the current conversation."""
+        """Remember images the current conversation's last search has shown."""
         ...
 
     def remember_search(self, user_id: int, search: SavedSearch) -> None:
-        """Keep the current conversation's last search for /more."""
+        """Keep the current conversation's last search for /more; a new search has shown
+        nothing yet (``shown`` starts empty), so it ranks the whole gallery again.
+        """
         ...
 
     def last_search(self, user_id: int) -> SavedSearch | None:

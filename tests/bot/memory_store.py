@@ -215,7 +215,9 @@ class MemoryStore:
 
     def remember_search(self, user_id: int, search: SavedSearch) -> None:
         query = np.asarray(search.query, dtype=np.float32).copy()
-        self.state.searches[user_id] = SavedSearch(query, search.only_own)
+        with self._lock:
+            self.state.searches[user_id] = SavedSearch(query, search.only_own)
+            self.state.shown.pop(user_id, None)
 
     def last_search(self, user_id: int) -> SavedSearch | None:
         return self.state.searches.get(user_id)

@@ -191,6 +191,16 @@ def test_shown_images_and_saved_search_belong_to_the_conversation(port: StorePor
     assert port.shown(uid) == set() and port.last_search(uid) is None
 
 
+def test_a_new_search_has_shown_nothing_yet(port: StorePort) -> None:
+    uid = port.user_id("telegram", "1", None)
+    _exchange(port, uid, "start")
+    port.remember_search(uid, SavedSearch(_unit(0)))
+    port.mark_shown(uid, [h.sha256 for h in port.search(uid, _unit(0), 2, set())])
+    assert len(port.shown(uid)) == 2
+    port.remember_search(uid, SavedSearch(_unit(0)))  # the same words asked again
+    assert port.shown(uid) == set()
+
+
 def test_search_ranks_public_images_and_skips_excluded(port: StorePort) -> None:
     uid = port.user_id("telegram", "1", None)
     assert port.gallery_size() == len(LABELS)

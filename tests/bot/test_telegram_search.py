@@ -42,7 +42,8 @@ async def test_more_like_this_as_reply_to_a_result(api: BotApiStub, bot: BotRunn
     target = api.user_message(USER, photo=api.photo_sizes(next(iter(sent.files.values()))))
     await api.push_text(USER, "more like this", reply_to_message=target)
     await api.wait_for(lambda: len(albums(api)) == 2)
-    assert len(set(shown_captions(api))) == 8
+    # A new search over the whole gallery: earlier results may come again (issue 29).
+    assert len(albums(api)[1].files) == 4
 
 
 async def test_similar_command_on_own_photo(api: BotApiStub, bot: BotRunner) -> None:
