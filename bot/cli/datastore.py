@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.cli.train import add_later_stage_options, with_encoder
 from bot.config import AppConfig, load_config
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("datastore", help="build the datastore of train captions and "
                                               "image vectors (caption retrieval)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
-    parser.add_argument("--limit-images", type=int, help="only the first N train images")
+    add_later_stage_options(parser)  # --limit-images, --encoder
     parser.set_defaults(func=run)
 
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _threads(config)
     records = load_sources(config.train.sources, "train")[:args.limit_images]
+    config = dataclasses.replace(config, engine=with_encoder(config.engine, args.encoder))
     store = build_datastore(_encoder(config), records, _cache(config))
     save_datastore(store, Path(args.out))
     print(f"caption datastore: {len(store.keys)} train images, "
