@@ -132,7 +132,8 @@ class VllmConfig:
     backoff_s: float = 0.5
     # Stream tokens as the server produces them (False: one answer per reply).
     stream: bool = True
-    # Concurrent requests for batched [RET] states (evaluation); the server batches them.
+    # Requests in flight at once for batched replies and [RET] states (evaluation); the
+    # server batches them.
     concurrency: int = 8
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -107,14 +108,16 @@ class RSCapRet:
 
     def generate_batch(self, dialogues: Sequence[Sequence[Turn]],
                        image_embeddings: Mapping[str, np.ndarray],
-                       options: GenerationOptions | None = None) -> list[str]:
-        """Greedy replies to several dialogues at once, without [RET] (evaluation's path)."""
-        opts = dataclasses.replace(options or GenerationOptions(), strategy="greedy",
-                                   allow_retrieval=False)
-        settings = self._settings(opts)
-        prompts = [self._prompt_embeddings(d, image_embeddings, add_generation_prompt=True)
-                   for d in dialogues]
-        return [self._text(ids) for ids in self.backend.decode_batch(prompts, settings)]
+                       options: GenerationOptions | None = None) -> list[GenerationResult]:
+        """``generate`` for each dialogue, all submitted at once (evaluation's path).
+
+        Each runs in its own thread exactly as a chat's turn does, so the hf backend's
+        continuous batcher shares its decode steps among them (a vLLM server batches them
+        itself): the same strategies, description re-ranking and results as one at a time.
+        """
+        with ThreadPoolExecutor(self._concurrency(), "capret-generate") as pool:
+            return list(pool.map(lambda d: self.generate(d, image_embeddings, options),
+                                 dialogues))
 
     def retrieve(self, dialogue: Sequence[Turn],
                  image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -162,6 +165,12 @@ class RSCapRet:
     def forget_session(self, session: str) -> None:
         """Drop what the backend keeps of a conversation (``/reset``, ``/forget``)."""
         self.backend.forget_session(session)
+
+    def _concurrency(self) -> int:
+        """Requests in flight at once: as many as share a decode step (or a server's batch)."""
+        if self.config.backend == "vllm":
+            return self.config.vllm.concurrency
+        return self.config.batching.max_rows
 
     @property
     def _device(self) -> torch.device:

@@ -22,11 +22,6 @@ class Backend(Protocol):
         """From prompt embeddings (T, D): token ids as chosen, then ``Finished``."""
         ...
 
-    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
-                     ) -> list[list[int]]:
-        """Greedy token ids for each prompt (T_i, D), decoded side by side; no [RET]."""
-        ...
-
     def forget_session(self, session: str) -> None:
         """Drop any state kept for ``session`` (a cross-turn KV cache); no-op when none."""
         ...

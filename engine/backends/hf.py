@@ -11,13 +11,13 @@ from collections.abc import Iterator
 import torch
 from transformers import DynamicCache
 
-from engine.backends.hf_batch import greedy_batch
 from engine.batching import BatchedStepper, ContinuousBatcher
 from engine.bridge import Bridge
 from engine.config import BatchingConfig
 from engine.generate import DecodeEvent, DecodeSettings, decode
 from engine.kv_cache import common_prefix, from_cache, select_rows, to_cache
 from engine.language import LanguageModel
+from engine.padding import padding_mask, right_pad
 
 # Fewer shared leading rows than this are not worth a second forward pass.
 MIN_SHARED_ROWS = 8
@@ -79,10 +79,6 @@ class HfBackend:
         """``decode`` outside the batch, prefilling everything: the reference it must match."""
         yield from decode(HfStepper(self.lm, self.bridge), embeds, settings)
 
-    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
-                     ) -> list[list[int]]:
-        """Greedy ids for several prompts at once (descriptions and answers, no [RET])."""
-        return greedy_batch(self.lm, self.bridge, sequences, settings)
     def forget_session(self, session: str) -> None:
         self.batcher.cache.drop(session)
 
@@ -116,10 +112,10 @@ class HfBackend:
                             start: int) -> torch.Tensor:
         """Right-padded sequences after ``start`` positions of ``past`` (their KV, or none)."""
         lengths = torch.tensor([len(s) for s in sequences])
-        width = int(lengths.max())
-        padded = torch.stack([torch.cat([s, s.new_zeros(width - len(s), s.shape[1])])
-                              for s in sequences])  # (N, T, D)
-        mask = (torch.arange(start + width)[None, :] < start + lengths[:, None]).long()
+        padded = right_pad(sequences)  # (N, T, D)
+        width = padded.shape[1]
+        mask = torch.cat([torch.ones(len(sequences), start, dtype=torch.long),
+                          padding_mask(lengths, width)], dim=1)  # (N, start + T)
         positions = torch.arange(start, start + width)[None].expand(len(sequences), -1)
         hidden, _ = self.lm.hidden(padded, attention_mask=mask.to(padded.device), past=past,
                                    positions=positions.to(padded.device))

@@ -58,17 +58,6 @@ class VllmBackend:
         else:
             yield Finished(None)
 
-    def decode_batch(self, sequences: list[torch.Tensor], settings: DecodeSettings
-                     ) -> list[list[int]]:
-        """Greedy ids for several prompts, as concurrent requests (the server batches them
-        continuously); without [RET], as the hf backend's.
-        """
-        def one(embeds: torch.Tensor) -> list[int]:
-            return [e for e in self.decode(embeds, settings) if isinstance(e, int)]
-
-        with ThreadPoolExecutor(self._workers(sequences), "capret-vllm-decode") as pool:
-            return list(pool.map(one, sequences))
-
     def forget_session(self, session: str) -> None:
         """The servers manage their own KV (prefix caching); the conversation picks afresh."""
         self.generate.forget(session)

@@ -1,7 +1,7 @@
 """Evaluate the chat model on a caption split: captions, [RET] retrieval, scene, follow-ups.
 
-- captioning: the model's description of each image (the configured decoding; greedy ones
-  are decoded in batches) against its references (BLEU-1..4, METEOR, ROUGE-L, CIDEr), and how
+- captioning: the model's description of each image (the configured decoding, as the chat
+  decodes a photo) against its references (BLEU-1..4, METEOR, ROUGE-L, CIDEr), and how
   varied the descriptions are (distinct descriptions per image, vocabulary size);
 - retrieval: every reference caption, asked as "Show me <caption>", is a [RET] query over the
   split's images (t2i); every image's bridge vector queries all captions (i2t); R@1/5/10, mR.
@@ -10,6 +10,10 @@
   ``scene_match.names_scene`` and by the earlier strict one;
 - follow-ups: grounded questions from the split's captions (``questions``), each asked after
   the model's own description, the image staying in context; accuracy per kind.
+
+Every reply is decoded by ``RSCapRet.generate_batch``: the chat's own path (``generate``, the
+configured strategy, the continuous batcher), many requests in flight at once. Only the token
+limits differ (40 for a description, 12 for an answer) and [RET] is forbidden.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from engine.training.scene_match import names_scene, names_scene_strict
 from engine.types import GenerationOptions, TextPart, Turn
 
 logger = logging.getLogger(__name__)
-BATCH = 32
+BATCH = 64  # requests submitted together; the batcher runs batching.max_rows at a time
 
 
 @dataclass
@@ -63,18 +67,29 @@ class EvalReport:
 def evaluate(engine: RSCapRet, records: Sequence[CaptionedImage],
              max_new_tokens: int = 40) -> EvalReport:
     """Run every evaluation over ``records`` (each image with its references)."""
-    features = _features(engine, records)  # name -> (D_img,)
-    report = EvalReport()
-    report.captions = _describe(engine, records, features, max_new_tokens)
+    report = replies(engine, records, max_new_tokens)
     references = {r.path.name: list(r.captions) for r in records}
     report.metrics.update(caption_metrics({k: [v] for k, v in report.captions.items()},
                                           references))
     report.metrics.update(variety(report.captions))
     report.metrics.update(_retrieval(engine, records, report))
-    labelled = [r for r in records if r.label]
+    labelled = [(report.scene_answers[r.path.name], r.label) for r in records if r.label]
     if labelled:
-        report.metrics.update(_scene(engine, labelled, features, report))
-    report.metrics.update(_followups(engine, records, features, report))
+        report.metrics.update(scene_scores(labelled))
+    report.metrics.update(followup_scores(report.followups))
+    return report
+
+
+def replies(engine: RSCapRet, records: Sequence[CaptionedImage],
+            max_new_tokens: int = 40) -> EvalReport:
+    """What the model says about ``records``: each image's description, its scene answer and
+    its follow-up answers (with whether each is right); no metrics yet.
+    """
+    features = _features(engine, records)  # name -> (D_img,)
+    report = EvalReport()
+    report.captions = _describe(engine, records, features, max_new_tokens)
+    report.scene_answers = _scene_answers(engine, [r for r in records if r.label], features)
+    report.followups = _followups(engine, records, features, report.captions)
     return report
 
 
@@ -90,23 +105,17 @@ def _describe(engine: RSCapRet, records: Sequence[CaptionedImage],
               features: dict[str, np.ndarray], max_new_tokens: int) -> dict[str, str]:
     names = [r.path.name for r in records]
     options = GenerationOptions(max_new_tokens=max_new_tokens, allow_retrieval=False)
-    generation = engine.config.generation
-    if generation.strategy == "greedy" and generation.description_beams <= 1:
-        dialogues = [[image_turn(CAPTION_PROMPT, name)] for name in names]
-        return dict(zip(names, _batched(engine, dialogues, features, options, "captions"),
-                        strict=True))
-    return {name: engine.generate([image_turn(CAPTION_PROMPT, name)], {name: features[name]},
-                                  options).text
-            for name in tqdm(names, desc="captions", unit="image")}
+    dialogues = [[image_turn(CAPTION_PROMPT, name)] for name in names]
+    return dict(zip(names, _batched(engine, dialogues, features, options, "captions"),
+                    strict=True))
 
 
-def _scene(engine: RSCapRet, records: Sequence[CaptionedImage],
-           features: dict[str, np.ndarray], report: EvalReport) -> dict[str, float]:
+def _scene_answers(engine: RSCapRet, records: Sequence[CaptionedImage],
+                   features: dict[str, np.ndarray]) -> dict[str, str]:
     dialogues = [[image_turn(SCENE_PROMPT, r.path.name)] for r in records]
     short = GenerationOptions(max_new_tokens=12, allow_retrieval=False)
     answers = _batched(engine, dialogues, features, short, "scene questions")
-    report.scene_answers = {r.path.name: a for r, a in zip(records, answers, strict=True)}
-    return scene_scores([(a, r.label or "") for r, a in zip(records, answers, strict=True)])
+    return {r.path.name: a for r, a in zip(records, answers, strict=True)}
 
 
 def scene_scores(answered: Sequence[tuple[str, str]]) -> dict[str, float]:
@@ -117,23 +126,22 @@ def scene_scores(answered: Sequence[tuple[str, str]]) -> dict[str, float]:
 
 
 def _followups(engine: RSCapRet, records: Sequence[CaptionedImage],
-               features: dict[str, np.ndarray], report: EvalReport) -> dict[str, float]:
-    """Each question asked after the model's own description; accuracy per kind (%)."""
+               features: dict[str, np.ndarray], captions: dict[str, str]
+               ) -> list[dict[str, Any]]:
+    """Each question asked after the model's own description, and whether it was answered."""
     typical = typical_classes((r.captions, r.label) for r in records)
     labels = sorted({r.label for r in records if r.label})
     asked: list[tuple[str, Question]] = [
         (r.path.name, q) for r in records
         for q in questions_for(r.key, r.captions, r.label, typical, labels)]
     dialogues = [[image_turn(CAPTION_PROMPT, name),
-                  Turn("assistant", (TextPart(report.captions[name]),)),
+                  Turn("assistant", (TextPart(captions[name]),)),
                   Turn("user", (TextPart(q.text),))] for name, q in asked]
     short = GenerationOptions(max_new_tokens=12, allow_retrieval=False)
     answers = _batched(engine, dialogues, features, short, "follow-up questions")
-    for (name, q), answer in zip(asked, answers, strict=True):
-        report.followups.append({"image": name, "kind": q.kind, "question": q.text,
-                                 "expected": q.answer, "answer": answer,
-                                 "right": answer_is_right(q, answer)})
-    return followup_scores(report.followups)
+    return [{"image": name, "kind": q.kind, "question": q.text, "expected": q.answer,
+             "answer": answer, "right": answer_is_right(q, answer)}
+            for (name, q), answer in zip(asked, answers, strict=True)]
 
 
 def followup_scores(followups: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -151,14 +159,11 @@ def followup_scores(followups: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def _batched(engine: RSCapRet, dialogues: list[list[Turn]], features: dict[str, np.ndarray],
              options: GenerationOptions, what: str) -> list[str]:
-    """Greedy replies, BATCH dialogues at a time (longest first: less padding)."""
-    order = sorted(range(len(dialogues)), key=lambda i: -len(str(dialogues[i])))
-    out: list[str] = [""] * len(dialogues)
-    for start in tqdm(range(0, len(order), BATCH), desc=what, unit="batch"):
-        chunk = order[start:start + BATCH]
-        for i, text in zip(chunk, engine.generate_batch([dialogues[i] for i in chunk], features,
-                                                        options), strict=True):
-            out[i] = text
+    """The replies, BATCH dialogues submitted at a time (a progress bar step each)."""
+    out: list[str] = []
+    for start in tqdm(range(0, len(dialogues), BATCH), desc=what, unit="batch"):
+        results = engine.generate_batch(dialogues[start:start + BATCH], features, options)
+        out.extend(r.text for r in results)
     return out
 
 

@@ -25,6 +25,7 @@ from transformers import DynamicCache
 
 from engine.bridge import Bridge
 from engine.language import LanguageModel
+from engine.padding import padding_mask, right_pad
 from engine.prompt import PromptLayout, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import (
     CAPTION_PROMPT,
@@ -287,11 +288,9 @@ class Objective:
                 number += 1
             targets.append(torch.tensor(target[shared:], device=device))
             owners.append(torch.tensor(owner[shared:], device=device))
-        width = max(len(r) for r in rows)
-        mask = torch.stack([_pad(torch.ones(len(r), device=device), width) for r in rows])
-        embeds = torch.stack([_pad(r, width) for r in rows])
-        return Batch(embeds, mask.long(), torch.stack([_pad(t, width, IGNORE) for t in targets]),
-                     torch.stack([_pad(o, width, -1) for o in owners]))
+        embeds = right_pad(rows)  # (B, T, D)
+        mask = padding_mask(torch.tensor([len(r) for r in rows], device=device), embeds.shape[1])
+        return Batch(embeds, mask, right_pad(targets, IGNORE), right_pad(owners, -1))
 
     @torch.no_grad()
     def _prefix_cache(self, layout: PromptLayout, shared: int, batch: Batch) -> DynamicCache:
@@ -342,10 +341,3 @@ def _shared_prefix(layouts: Sequence[PromptLayout]) -> int:
         shared += 1
     return shared
 
-
-def _pad(x: torch.Tensor, width: int, value: float = 0.0) -> torch.Tensor:
-    pad = width - x.shape[0]
-    if pad == 0:
-        return x
-    filler = torch.full((pad, *x.shape[1:]), value, dtype=x.dtype, device=x.device)
-    return torch.cat([x, filler])

@@ -51,4 +51,4 @@ def test_batched_descriptions_equal_one_at_a_time(engine: RSCapRet) -> None:
     dialogues = [[image_turn(CAPTION_PROMPT, n)] for n in names]
     options = GenerationOptions(strategy="greedy", max_new_tokens=30, allow_retrieval=False)
     single = [engine.generate(d, embeddings, options).text for d in dialogues]
-    assert engine.generate_batch(dialogues, embeddings, options) == single
+    assert [r.text for r in engine.generate_batch(dialogues, embeddings, options)] == single
