@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "bot.cli.export_vllm",
     "bot.cli.serve_llm",
     "bot.cli.feedback",
+    "bot.cli.deploy_secrets",
 )
 
 

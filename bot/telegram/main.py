@@ -7,6 +7,7 @@ The token comes only from ``TELEGRAM_BOT_TOKEN``; the Bot API server root from
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from telegram import Update
 from telegram.ext import (
@@ -22,12 +23,13 @@ from telegram.ext import (
 
 from bot.bot_config import BotConfig
 from bot.config import AppConfig
-from bot.environment import API_URL_ENV, BOT_TOKEN_ENV, WEBHOOK_SECRET_ENV, secret
+from bot.environment import API_URL_ENV, BOT_TOKEN_ENV, secret
 from bot.service.conversation import ConversationService
 from bot.service.store_adapter import StoreAdapter
 from bot.telegram.flow import AlbumCollector, ChatOrderedProcessor
 from bot.telegram.handlers import Handlers
 from bot.telegram.request import AiohttpRequest
+from bot.telegram.webhook import WebhookSecretError, webhook_options, webhook_secret
 from bot.usage import UsageGuard, admin_ids
 
 logger = logging.getLogger(__name__)
@@ -94,27 +96,29 @@ def run_telegram(config: AppConfig) -> int:
     if token is None:
         logger.error("TELEGRAM_BOT_TOKEN is not set")
         return 2
+    try:  # before anything loads: a webhook never runs without its secret token
+        hook = webhook_options(config.bot, webhook_secret()) if config.bot.webhook_url else None
+    except WebhookSecretError as exc:
+        logger.error("%s", exc)
+        return 2
     admins = admin_ids()
     service = build_service(config)
     usage = None
     if isinstance(service.store, StoreAdapter):
         usage = UsageGuard(service.store.usage, config.bot, admins)
     try:
-        _serve(build_application(service, config.bot, token, api_root(), usage), config.bot)
+        _serve(build_application(service, config.bot, token, api_root(), usage), hook)
     finally:
         service.close()
     return 0
 
 
-def _serve(application: Application, bot: BotConfig) -> None:
-    """Poll, or serve the webhook, until interrupted."""
-    if bot.webhook_url:
-        logger.info("webhook mode: %s (listening on %s:%d)", bot.webhook_url,
-                    bot.webhook_listen, bot.webhook_port)
-        application.run_webhook(
-            listen=bot.webhook_listen, port=bot.webhook_port, url_path=bot.webhook_path,
-            webhook_url=f"{bot.webhook_url.rstrip('/')}/{bot.webhook_path}",
-            secret_token=secret(WEBHOOK_SECRET_ENV), allowed_updates=Update.ALL_TYPES)
+def _serve(application: Application, hook: dict[str, Any] | None) -> None:
+    """Poll, or serve the webhook (``webhook_options``), until interrupted."""
+    if hook is not None:
+        logger.info("webhook mode: %s (listening on %s:%d)", hook["webhook_url"],
+                    hook["listen"], hook["port"])
+        application.run_webhook(**hook)
     else:
         logger.info("polling %s", api_root())
         application.run_polling(allowed_updates=Update.ALL_TYPES)
