@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from store import turn_sql
 from store.blobs import BlobStore
 from store.config import StoreConfig
 from store.db import Database
@@ -24,7 +25,6 @@ from store.tables import (
     Image,
     ImageSource,
     Message,
-    MessagePart,
     User,
     as_utc,
     utcnow,
@@ -67,6 +67,21 @@ class Repository:
                 "consent_store_images": True, "consent_training": False, "created_at": utcnow(),
             }])
             return _user_info(s.scalars(select(User).where(*where)).one())
+
+    def user_context(
+        self, platform: str, platform_id: str | int, max_turns: int | None = None,
+        max_images: int | None = None,
+    ) -> tuple[int, Context]:
+        """The user's id (created on first sight) and ``load_context``'s window, read from one
+        snapshot: a chat message's one read.
+        """
+        pid = str(platform_id)
+        with self.db.read() as s:
+            found = turn_sql.user_and_active(s.connection(), platform, pid)
+            if found is not None:
+                user_id, conv = found
+                return user_id, self._context(s, conv, max_turns, max_images)
+        return self.get_or_create_user(platform, pid).id, Context(None, ())
 
     def get_user(self, user_id: int) -> UserInfo:
         """The user; UnknownUserError when absent."""
@@ -134,7 +149,7 @@ class Repository:
                 for image in new:
                     self.blobs.put(image.data)
                 with self.db.write() as s:
-                    return [self._append(s, user_id, role, parts) for role, parts in turns]
+                    return self._append_all(s, user_id, turns)
         except BaseException:
             self._discard_files([image.sha256 for image in new])
             raise
@@ -148,19 +163,10 @@ class Repository:
         older turns are added while both budgets hold (defaults: the StoreConfig's); a cut
         window starts at a user turn.
         """
-        max_turns = self.config.context_turns if max_turns is None else max_turns
-        max_images = self.config.context_images if max_images is None else max_images
         with self.db.read() as s:
             _user(s, user_id)
             conv = _active(s, user_id)
-            if conv is None:
-                return Context(None, ())
-            rows = s.scalars(
-                select(Message).where(Message.conversation_id == conv.id)
-                .order_by(Message.position.desc()).limit(max(max_turns, 1) + 1)
-                .options(selectinload(Message.parts))
-            ).all()
-        return _window(rows, max_turns, max_images)
+            return self._context(s, None if conv is None else conv.id, max_turns, max_images)
 
     def history(self, user_id: int, conversation_id: int | None = None) -> list[StoredTurn]:
         """Every turn of one of the user's conversations (default: the active one)."""
@@ -208,33 +214,44 @@ class Repository:
             return conv.id
 
     # ----- internals ---------------------------------------------------------------------
-    def _append(self, s: Session, user_id: int, role: Role,
-                parts: Sequence[PartInput]) -> StoredTurn:
-        conv = _active_or_new(s, _user(s, user_id, lock=True))
-        last = s.scalar(select(func.max(Message.position))
-                        .where(Message.conversation_id == conv.id))
-        message = Message(conversation_id=conv.id, position=(last if last is not None else -1) + 1,
-                          role=role, created_at=utcnow())
-        s.add(message)
-        s.flush()
-        for position, part in enumerate(parts):
-            self._insert_part(s, message.id, position, part, user_id)
-        s.flush()
-        s.refresh(message, ["parts"])
-        return _turn(message)
+    def _context(self, s: Session, conversation_id: int | None, max_turns: int | None,
+                 max_images: int | None) -> Context:
+        """The window of a conversation (None: the user has none yet) within the budgets."""
+        max_turns = self.config.context_turns if max_turns is None else max_turns
+        max_images = self.config.context_images if max_images is None else max_images
+        if conversation_id is None:
+            return Context(None, ())
+        rows = turn_sql.newest_turns(s.connection(), conversation_id, max(max_turns, 1) + 1)
+        return _window(rows, max_turns, max_images)
+
+    def _append_all(self, s: Session, user_id: int,
+                    turns: Sequence[tuple[Role, Sequence[PartInput]]]) -> list[StoredTurn]:
+        """The turns appended in order to the user's active conversation (started if none),
+        under the user's row lock; statements in SQLAlchemy Core (``store/turn_sql.py``).
+        """
+        conn = s.connection()
+        turn_sql.lock_user(conn, user_id)
+        conv, position = turn_sql.active_and_next(conn, user_id)
+        if conv is None:
+            conv = turn_sql.new_conversation(conn, user_id)
+        stored = []
+        for offset, (role, parts) in enumerate(turns):
+            message_id, at = turn_sql.insert_message(conn, conv, position + offset, role)
+            for index, part in enumerate(parts):
+                self._insert_part(s, message_id, index, part, user_id)
+            stored.append(StoredTurn(role, tuple(_stored(p) for p in parts), message_id, conv,
+                                     position + offset, at))
+        return stored
 
     def _insert_part(self, s: Session, message_id: int, position: int, part: PartInput,
                      user_id: int) -> None:
-        if isinstance(part, str):
-            part = StoredPart.of_text(part)
         if isinstance(part, NewImage):
             self._ensure_image(s, part, user_id)
-            part = StoredPart.of_image(part.sha256)
+        stored = _stored(part)
         # A StoredPart is always well formed: an image part names an image stored already.
-        if part.sha256 is not None and not existing_images(s, [part.sha256]):
-            raise MissingImageError(f"no stored image {part.sha256!r}")
-        s.add(MessagePart(message_id=message_id, position=position, kind=part.kind,
-                          text=part.text, image_sha256=part.sha256))
+        if stored.sha256 is not None and not existing_images(s, [stored.sha256]):
+            raise MissingImageError(f"no stored image {stored.sha256!r}")
+        turn_sql.insert_part(s.connection(), message_id, position, stored)
 
     def _ensure_image(self, s: Session, image: NewImage, user_id: int | None) -> None:
         insert_ignore(s, Image.__table__, [{
@@ -283,11 +300,10 @@ def _conversation(s: Session, user_id: int, conversation_id: int | None) -> Conv
     return conv
 
 
-def _window(newest_first: Sequence[Message], max_turns: int, max_images: int) -> Context:
+def _window(newest_first: Sequence[StoredTurn], max_turns: int, max_images: int) -> Context:
     chosen: list[StoredTurn] = []
     images = 0
-    for message in newest_first:
-        turn = _turn(message)
+    for turn in newest_first:
         n = len(turn.image_shas)
         if chosen and (len(chosen) >= max_turns or images + n > max_images):
             break
@@ -298,6 +314,15 @@ def _window(newest_first: Sequence[Message], max_turns: int, max_images: int) ->
         chosen.pop()  # start the window at a user turn, not mid-exchange
     conv_id = newest_first[0].conversation_id if newest_first else None
     return Context(conv_id, tuple(reversed(chosen)), truncated=cut)
+
+
+def _stored(part: PartInput) -> StoredPart:
+    """A part as a turn holds it: text, or an image by its sha256."""
+    if isinstance(part, str):
+        return StoredPart.of_text(part)
+    if isinstance(part, NewImage):
+        return StoredPart.of_image(part.sha256)
+    return part
 
 
 def _turn(m: Message) -> StoredTurn:

@@ -58,7 +58,9 @@ class ConversationService:
         """A user turn (text and/or images) in, the reply out; the model may search."""
         text = self._checked_text(text, allow_empty=bool(uploads))
         images = [await self._uploads.decode(data) for data in uploads]
-        uid = await self._uid(user)
+        # The user and their context in one read (the store's cost per message, issue 30).
+        uid, context = await self._db(self.store.user_context, user.transport,
+                                      user.external_id, user.name)
         if not images and (fixed := honest_reply(text)) is not None:
             return await self._answer_without_model(uid, text, fixed)
         # The engine's own layout and texts: a photo without words is the caption request.
@@ -66,7 +68,7 @@ class ConversationService:
         for image in images:
             await self._db(self.store.put_image, uid, image.sha256, image.png)
         await self._uploads.keep_footprints(images)
-        dialogue = [*await self._db(self.store.context, uid), user_turn]
+        dialogue = [*context, user_turn]
         embeddings = await self._uploads.embeddings(dialogue, images)
         # A turn that brings images is about them: describe or answer, never search instead
         # (searching by an image is /similar). Text-only turns may retrieve.

@@ -56,6 +56,11 @@ class StoreAdapter:
     def context(self, user_id: int) -> list[Turn]:
         return [to_turn(t) for t in self.repo.load_context(user_id).turns]
 
+    def user_context(self, transport: str, external_id: str,
+                     name: str | None) -> tuple[int, list[Turn]]:
+        uid, context = self.repo.user_context(transport, external_id)
+        return uid, [to_turn(t) for t in context.turns]
+
     def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
         turns = self.repo.append_turns(
             user_id, [(t.role, to_parts(t)) for t in (user_turn, reply_turn)])

@@ -53,6 +53,13 @@ class StorePort(Protocol):
         """The current conversation's context window, oldest first."""
         ...
 
+    def user_context(self, transport: str, external_id: str,
+                     name: str | None) -> tuple[int, list[Turn]]:
+        """``user_id`` and ``context`` in one unit of work: the id (created on first contact)
+        and the current context window, from one snapshot (a message's one read).
+        """
+        ...
+
     def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
         """Store a user turn and its reply together (both or neither); the reply's id."""
         ...

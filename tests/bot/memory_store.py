@@ -114,6 +114,12 @@ class MemoryStore:
             chosen.pop()
         return list(reversed(chosen))
 
+    def user_context(self, transport: str, external_id: str,
+                     name: str | None) -> tuple[int, list[Turn]]:
+        with self._lock:
+            uid = self.user_id(transport, external_id, name)
+            return uid, self.context(uid)
+
     def append_exchange(self, user_id: int, user_turn: Turn, reply_turn: Turn) -> int | None:
         with self._lock:
             self._user(user_id)

@@ -119,6 +119,17 @@ def test_turns_history_and_reset(port: StorePort) -> None:
     assert port.history(uid) == list(again[:2])
 
 
+def test_user_context_is_the_user_and_their_window_in_one_call(port: StorePort) -> None:
+    uid, context = port.user_context("telegram", "3", "Carol")  # first contact creates
+    assert uid == port.user_id("telegram", "3", None) and context == []
+    for i in range(8):
+        _exchange(port, uid, f"q{i}", _upload(port, uid, 40 + i))
+    assert port.user_context("telegram", "3", None) == (uid, port.context(uid))
+    port.reset(uid)
+    assert port.user_context("telegram", "3", None) == (uid, [])
+    assert port.user_context("telegram", "4", None)[0] not in (uid,)
+
+
 def test_context_window_keeps_whole_turns_within_turn_and_image_budgets(
         port: StorePort) -> None:
     uid = port.user_id("telegram", "1", None)

@@ -1,0 +1,118 @@
+"""Turns in SQLAlchemy Core: the statements behind a chat message, without ORM objects.
+
+A message reads the user and their context window (two statements) and writes its question
+and reply (six). Through the ORM the same work took 28 statements and 13 ms of CPU
+per message (identity map, unit-of-work flushes, a refresh per turn: scripts/bench_bot.py,
+issue 30); here each step is one statement on a ``Connection`` of the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, Row, Table, and_, func, insert, select
+
+from store.errors import UnknownUserError
+from store.tables import Base, as_utc, utcnow
+from store.types import Role, StoredPart, StoredTurn
+
+USERS: Table = Base.metadata.tables["users"]
+CONVERSATIONS: Table = Base.metadata.tables["conversations"]
+MESSAGES: Table = Base.metadata.tables["messages"]
+PARTS: Table = Base.metadata.tables["message_parts"]
+
+_ACTIVE = and_(CONVERSATIONS.c.user_id == USERS.c.id, CONVERSATIONS.c.closed_at.is_(None))
+
+
+def user_and_active(conn: Connection, platform: str, platform_id: str
+                    ) -> tuple[int, int | None] | None:
+    """(user id, active conversation id or None) of a chat platform id; None: no such user."""
+    row = conn.execute(
+        select(USERS.c.id, CONVERSATIONS.c.id)
+        .select_from(USERS.outerjoin(CONVERSATIONS, _ACTIVE))
+        .where(USERS.c.platform == platform, USERS.c.platform_id == platform_id)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def lock_user(conn: Connection, user_id: int) -> None:
+    """Lock the user's row for appending turns (PostgreSQL; SQLite's writers are serial).
+    UnknownUserError when the user is absent.
+    """
+    found = conn.scalar(select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
+    if found is None:
+        raise UnknownUserError(f"no user with id {user_id}")
+
+
+def active_and_next(conn: Connection, user_id: int) -> tuple[int | None, int]:
+    """The user's active conversation (None: none yet) and the position its next message
+    takes. Read after ``lock_user``, in a statement of its own: under PostgreSQL's read
+    committed, a new statement sees what the previous lock holder committed.
+    """
+    last = (select(func.max(MESSAGES.c.position))
+            .where(MESSAGES.c.conversation_id == CONVERSATIONS.c.id).scalar_subquery())
+    row = conn.execute(select(CONVERSATIONS.c.id, last).where(
+        CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.closed_at.is_(None))).first()
+    if row is None:
+        return None, 0
+    return row[0], 0 if row[1] is None else int(row[1]) + 1
+
+
+def new_conversation(conn: Connection, user_id: int) -> int:
+    """Start an active conversation for the user (who has none); its id."""
+    result = conn.execute(insert(CONVERSATIONS).values(user_id=user_id, started_at=utcnow()))
+    return _new_id(result)
+
+
+def insert_message(conn: Connection, conversation_id: int, position: int,
+                   role: Role) -> tuple[int, datetime]:
+    """Insert a message row; its id and creation time."""
+    at = utcnow()
+    result = conn.execute(insert(MESSAGES).values(
+        conversation_id=conversation_id, position=position, role=role, created_at=at))
+    return _new_id(result), at
+
+
+def insert_part(conn: Connection, message_id: int, position: int, part: StoredPart) -> None:
+    """Insert one part of a message (its image, if any, is stored already)."""
+    conn.execute(insert(PARTS).values(message_id=message_id, position=position, kind=part.kind,
+                                      text=part.text, image_sha256=part.sha256))
+
+
+def newest_turns(conn: Connection, conversation_id: int, limit: int) -> list[StoredTurn]:
+    """The conversation's newest ``limit`` turns with their parts, newest first (one query)."""
+    newest = (select(MESSAGES.c.id).where(MESSAGES.c.conversation_id == conversation_id)
+              .order_by(MESSAGES.c.position.desc()).limit(limit))
+    rows = conn.execute(
+        select(MESSAGES.c.id, MESSAGES.c.role, MESSAGES.c.position, MESSAGES.c.created_at,
+               PARTS.c.kind, PARTS.c.text, PARTS.c.image_sha256)
+        .select_from(MESSAGES.outerjoin(PARTS, PARTS.c.message_id == MESSAGES.c.id))
+        .where(MESSAGES.c.id.in_(newest.scalar_subquery()))
+        .order_by(MESSAGES.c.position.desc(), PARTS.c.position)).all()
+    return _turns(rows, conversation_id)
+
+
+# A message joined to one of its parts: id, role, position, created_at, kind, text, sha256.
+PartRow = Row[Any, Any, Any, Any, Any, Any, Any]
+
+
+def _turns(rows: Sequence[PartRow], conversation_id: int) -> list[StoredTurn]:
+    """Message x part rows (grouped by message, parts in order) as stored turns."""
+    turns: list[StoredTurn] = []
+    parts: list[StoredPart] = []
+    for index, (mid, role, position, created, kind, text, sha) in enumerate(rows):
+        if kind is not None:  # a message without parts (never written so) joins to NULLs
+            parts.append(StoredPart(kind, text, sha))
+        if index + 1 == len(rows) or rows[index + 1][0] != mid:
+            turns.append(StoredTurn(role, tuple(parts), mid, conversation_id, position,
+                                    as_utc(created)))
+            parts = []
+    return turns
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT gave its row."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
