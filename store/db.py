@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from store.deferred import DeferredRows
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,14 @@ class Database:
     transaction then survives the process being killed (the OS holds the written pages),
     but a power cut or kernel crash may roll back the last commits (never corrupt the
     file). FULL fsyncs every commit: durable against power loss, one disk flush per turn.
+
+    SQLite has one writer at a time. This process's writers queue on a lock of their own
+    before ``BEGIN IMMEDIATE``: SQLite's busy handler polls, sleeping 1, 2, 5 ... 100 ms
+    between tries, so under 50 users a turn waited p95 1.5 s for a lock held for 7 ms
+    (scripts/bench_bot.py, issue 30). Writers in other processes still meet the busy timeout.
+
+    ``defer`` queues rows that ride along with the next write transaction
+    (``store/deferred.py``).
     """
 
     def __init__(self, url: str, busy_timeout_s: float = 30.0,
@@ -46,6 +57,8 @@ class Database:
         self._read_engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._one_writer = threading.Lock()
+        self.deferred = DeferredRows()
 
     def _make_engine(self, immediate: bool) -> Engine:
         if not self.is_sqlite:
@@ -59,9 +72,24 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A session in one write transaction: committed on exit, rolled back on error."""
-        with self._writer() as session, session.begin():
+        """A session in one write transaction: committed on exit, rolled back on error. The
+        deferred rows queued so far are written in it too.
+        """
+        with self._writer_turn(), self._writer() as session, session.begin():
             yield session
+            if len(self.deferred):
+                self.deferred.write_into(session.connection())
+
+    def defer(self, table: Table, row: dict[str, Any]) -> None:
+        """Queue a row for the next write transaction (written at once when many wait)."""
+        if self.deferred.add(table, row):
+            self.flush_deferred()
+
+    def flush_deferred(self) -> None:
+        """Write the deferred rows now, in a transaction of their own."""
+        if len(self.deferred):
+            with self.write():
+                pass
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -70,10 +98,29 @@ class Database:
             yield session
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Write the deferred rows, then close every pooled connection."""
+        try:
+            self.flush_deferred()
+        except Exception:  # they are rows whose loss is harmless (store/deferred.py)
+            logger.warning("deferred rows not written at close", exc_info=True)
         self.engine.dispose()
         if self._read_engine is not self.engine:
             self._read_engine.dispose()
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """SQLite: wait for this process's other writers on a lock (woken at once), not in
+        SQLite's polling busy handler. Past the busy timeout, go on and let SQLite decide.
+        """
+        if not self.is_sqlite:
+            yield
+            return
+        got = self._one_writer.acquire(timeout=self.busy_timeout_s)
+        try:
+            yield
+        finally:
+            if got:
+                self._one_writer.release()
 
 
 def _tune_sqlite(engine: Engine, busy_ms: int, immediate: bool, synchronous: str) -> None:

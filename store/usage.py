@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
-from sqlalchemy import distinct, func, select
+from sqlalchemy import Table, and_, distinct, func, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from store.db import Database
 from store.sql import insert_ignore
-from store.tables import Image, ImageSource, Message, ModelCall, UsageDay, utcnow
+from store.tables import Base, Image, ImageSource, Message, ModelCall, UsageDay, utcnow
 
 # /stats percentiles are over the newest calls only (a long-running bot has millions).
 TIMING_WINDOW = 2000
+USAGE: Table = Base.metadata.tables["usage_days"]
+MODEL_CALLS: Table = Base.metadata.tables["model_calls"]
 
 
 @dataclass(frozen=True)
@@ -55,27 +60,41 @@ class UsageLedger:
         """Add to the day's counts unless that would pass a limit (None: no limit).
 
         Returns the new counts, or None (nothing added) when a limit would be passed; the
-        check and the addition are one transaction, so concurrent requests cannot both pass.
+        check and the addition are one statement (an upsert whose update is conditional), so
+        concurrent requests cannot both pass.
         """
+        over_alone = (max_calls is not None and model_calls and model_calls > max_calls) or \
+            (max_bytes is not None and upload_bytes and upload_bytes > max_bytes)
         with self.db.write() as s:
-            insert_ignore(s, UsageDay.__table__, [{"account": account, "day": day,
-                                                   "model_calls": 0, "upload_bytes": 0}])
-            row = s.get(UsageDay, (account, day), with_for_update=True)
-            assert row is not None
-            calls, size = row.model_calls + model_calls, row.upload_bytes + upload_bytes
-            if (max_calls is not None and model_calls and calls > max_calls) or \
-                    (max_bytes is not None and upload_bytes and size > max_bytes):
-                return None
-            row.model_calls, row.upload_bytes = calls, size
-            return DayUsage(calls, size)
+            upsert = _upsert(s.get_bind().dialect.name)
+            if upsert is None or over_alone:  # the day's row is kept even when refused
+                return _charge_checked(s, account, day, model_calls, upload_bytes, max_calls,
+                                       max_bytes)
+            held = []  # the limits the addition must keep
+            if max_calls is not None and model_calls:
+                held.append(USAGE.c.model_calls + model_calls <= max_calls)
+            if max_bytes is not None and upload_bytes:
+                held.append(USAGE.c.upload_bytes + upload_bytes <= max_bytes)
+            stmt = upsert(USAGE).values(account=account, day=day, model_calls=model_calls,
+                                        upload_bytes=upload_bytes)
+            row = s.connection().execute(stmt.on_conflict_do_update(
+                index_elements=[USAGE.c.account, USAGE.c.day],
+                set_={"model_calls": USAGE.c.model_calls + model_calls,
+                      "upload_bytes": USAGE.c.upload_bytes + upload_bytes},
+                where=and_(true(), *held),
+            ).returning(USAGE.c.model_calls, USAGE.c.upload_bytes)).first()
+            return None if row is None else DayUsage(int(row[0]), int(row[1]))
 
     def record_call(self, kind: str, seconds: float) -> None:
-        """Remember how long one model call took."""
-        with self.db.write() as s:
-            s.add(ModelCall(kind=kind, seconds=float(seconds), at=utcnow()))
+        """Remember how long one model call took. The row rides along with the next write
+        transaction (the turn that made the call) instead of a commit of its own.
+        """
+        self.db.defer(MODEL_CALLS, {"kind": kind[:32], "seconds": float(seconds),
+                                    "at": utcnow()})
 
     def stats(self, today: date) -> UsageStats:
         """Accounts seen, active today, turns, uploaded images, model-call p50/p95."""
+        self.db.flush_deferred()  # this process's newest timings
         with self.db.read() as s:
             accounts = s.scalar(select(func.count(distinct(UsageDay.account)))) or 0
             active = s.scalar(select(func.count()).where(UsageDay.day == today)) or 0
@@ -101,6 +120,28 @@ class UsageLedger:
                     "SELECT pg_database_size(current_database())").scalar()
                 return int(value or 0)
         return None
+
+
+def _upsert(dialect: str) -> Any:
+    """The dialect's INSERT with ON CONFLICT DO UPDATE ... RETURNING, or None."""
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+
+
+def _charge_checked(s: Session, account: str, day: date, model_calls: int, upload_bytes: int,
+                    max_calls: int | None, max_bytes: int | None) -> DayUsage | None:
+    """``charge`` in three statements, for dialects without a conditional upsert (and for a
+    charge that passes a limit on its own, which keeps the day's row as it did).
+    """
+    insert_ignore(s, UsageDay.__table__, [{"account": account, "day": day,
+                                           "model_calls": 0, "upload_bytes": 0}])
+    row = s.get(UsageDay, (account, day), with_for_update=True)
+    assert row is not None
+    calls, size = row.model_calls + model_calls, row.upload_bytes + upload_bytes
+    if (max_calls is not None and model_calls and calls > max_calls) or \
+            (max_bytes is not None and upload_bytes and size > max_bytes):
+        return None
+    row.model_calls, row.upload_bytes = calls, size
+    return DayUsage(calls, size)
 
 
 def next_reset(now: datetime) -> datetime:
