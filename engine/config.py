@@ -28,7 +28,8 @@ class VisionConfig:
     # Which embedding feeds the bridge: the tower's pooled output, the CLIP-projected one, or
     # "spatial": the pooled output followed by the trunk's final map average-pooled to a
     # grid x grid of cells (each as wide as the pooled output).
-    feature: Literal["pooled", "projected", "spatial"] = "pooled"
+    # Shipped: "spatial", 4 + 4 prefix vectors (the pooled output's and the 2 x 2 cells').
+    feature: Literal["pooled", "projected", "spatial"] = "spatial"
     # Cells per side of the "spatial" feature's grid.
     grid: int = 2
     # Quarter turns of an image whose embeddings are averaged for its gallery vector (1: the
@@ -83,9 +84,11 @@ class GenerationConfig:
     # Descriptions (a request to describe one image, no strategy asked for) may be decoded
     # apart from other replies: beam search over this many beams (1: as every reply), the
     # finished beams re-ranked by log-probability plus ``description_match`` times how well
-    # the words, asked as a search, find the image (cosine less hubness; README, "Decoding").
-    description_beams: int = 1
-    description_match: float = 0.0
+    # the words, asked as a search, find the image (cosine less hubness). Shipped: 5 beams,
+    # weight 4.5: val BLEU-4 0.282 and CIDEr 0.799 against greedy's 0.264 and 0.750, at 51.5%
+    # distinct, in about 2x a greedy description's time (docs/EXPERIMENTS.md).
+    description_beams: int = 5
+    description_match: float = 4.5
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,43 @@ def test_round_trip_through_plain_mapping() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def _leaves(node: object, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """Every value a plain mapping sets, by its key path (lists are values)."""
+    if not isinstance(node, dict):
+        return {path: node}
+    out: dict[tuple[str, ...], object] = {}
+    for key, value in node.items():
+        out.update(_leaves(value, (*path, str(key))))
+    return out
+
+
+def test_default_yaml_sets_only_what_differs_from_the_dataclasses() -> None:
+    """The shipped recipe lives in the dataclasses: default.yaml repeats none of it."""
+    import yaml
+
+    from bot.config import _resolve_relative
+
+    raw = _resolve_relative(yaml.safe_load(DEFAULT_CONFIG.read_text()), DEFAULT_CONFIG.parent)
+    defaults = _leaves(to_mapping(AppConfig()))
+    repeated = [".".join(p) for p, v in _leaves(raw).items() if defaults.get(p, object()) == v]
+    assert not repeated, f"default.yaml repeats the dataclass defaults: {repeated}"
+
+
+def test_paper_states_its_recipe() -> None:
+    """paper.yaml trains and decodes as it says, whatever the shipped defaults become."""
+    import dataclasses
+
+    import yaml
+
+    from engine.config import GenerationConfig
+    from engine.training.config import TrainConfig
+
+    raw = yaml.safe_load((DEFAULT_CONFIG.parent / "paper.yaml").read_text())
+    bookkeeping = {"sources", "out_dir", "feature_cache", "checkpoint_every", "seed",
+                   "encoder", "answer_tuning", "retrieval_refit"}
+    recipe = {f.name for f in dataclasses.fields(TrainConfig)} - bookkeeping
+    assert recipe <= set(raw["train"]), recipe - set(raw["train"])
+    decoding = {f.name for f in dataclasses.fields(GenerationConfig)}
+    assert decoding <= set(raw["engine"]["generation"]), decoding - set(raw["engine"]["generation"])

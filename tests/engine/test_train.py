@@ -27,8 +27,13 @@ def _items(dim: int) -> list[TrainItem]:
 
 
 def _config(tmp_path: Path, **changes: object) -> TrainConfig:
+    """A short run of captions and in-batch retrieval only (the shipped recipe's dialogues and
+    train-wide negatives are tested on their own).
+    """
     base = TrainConfig(batch_size=4, epochs=6, warmup_steps=1, learning_rate=3e-3,
-                       checkpoint_every=2, scene_question_ratio=0.0, out_dir=str(tmp_path))
+                       checkpoint_every=2, scene_question_ratio=0.0, dialogue_ratio=0.0,
+                       retrieval_batch_size=0, retrieval_negatives="batch", feature_rotations=4,
+                       out_dir=str(tmp_path))
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 

@@ -56,5 +56,7 @@ def tiny_engine(prefix_tokens: int = 4, tied: bool = True, ret_bias: float = 0.0
 def _with_bias(config: EngineConfig, bias: float) -> EngineConfig:
     import dataclasses
 
-    generation = dataclasses.replace(config.generation, ret_logit_bias=bias, max_new_tokens=12)
+    # Every reply greedy, descriptions too (a test of the shipped beams asks for them).
+    generation = dataclasses.replace(config.generation, ret_logit_bias=bias, max_new_tokens=12,
+                                     description_beams=1, description_match=0.0)
     return dataclasses.replace(config, generation=generation)
