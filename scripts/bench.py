@@ -57,6 +57,10 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "cold_start_s": (5.0, "max", "`capret run` (terminal) to the first prompt, cache warm, s"),
     "peak_rss_mb": (2048.0, "max", "bot process after 8 concurrent conversations of 10 turns"),
     "bot_added_p50_ms_real_store": (20.0, "max", "bot+service latency, 50 users, real SQLite"),
+    "bot_added_p95_ms_real_store": (100.0, "max", "its p95 (the tail), real SQLite"),
+    "bot_added_p50_ms_real_store_postgresql": (20.0, "max",
+                                               "the same on PostgreSQL (CAPRET_TEST_POSTGRES_URL)"),
+    "bot_added_p95_ms_real_store_postgresql": (100.0, "max", "its p95, PostgreSQL"),
     "gallery_1m_p50_ms": (5.0, "max", "IVF search p50, 1M × 256-d, ms"),
     "gallery_1m_recall10": (0.95, "min", "IVF recall@10 vs exact, 1M × 256-d"),
 }
@@ -243,15 +247,26 @@ def _read_until(stream: IO[bytes], marker: bytes) -> None:
 
 
 def bot_latency(users: int, messages: int) -> dict[str, float]:
+    """Latency the bot and the real store add per message (scripts/bench_bot.py): on SQLite,
+    and on PostgreSQL too when CAPRET_TEST_POSTGRES_URL names a server (as CI does).
+    """
+    figures = _bot_latency(users, messages, [], "")
+    admin = os.environ.get("CAPRET_TEST_POSTGRES_URL", "").strip()
+    if admin:
+        figures |= _bot_latency(users, messages, ["--postgres-admin", admin], "_postgresql")
+    return figures
+
+
+def _bot_latency(users: int, messages: int, extra: list[str], suffix: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts/bench_bot.py"), "--store", "real",
-         "--users", str(users), "--messages", str(messages)],
+         "--users", str(users), "--messages", str(messages), *extra],
         cwd=ROOT, capture_output=True, text=True, check=False).stdout
     found = re.search(r"added latency p50 ([\d.]+) ms, p95 ([\d.]+) ms", out)
     if found is None:
         raise RuntimeError(f"bench_bot.py printed no latency:\n{out}")
-    return {"bot_added_p50_ms_real_store": float(found[1]),
-            "bot_added_p95_ms_real_store": float(found[2])}
+    return {f"bot_added_p50_ms_real_store{suffix}": float(found[1]),
+            f"bot_added_p95_ms_real_store{suffix}": float(found[2])}
 
 
 def peak_rss(conversations: int, turns_each: int) -> dict[str, float]:

@@ -18,9 +18,12 @@ def store_config(folder: Path, private_cap: int = 1000) -> StoreConfig:
                        gallery=GalleryConfig(index="flat", private_cap=private_cap))
 
 
-def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000) -> Store:
-    """Open the store in ``folder``; index the 12 test gallery images when it is empty."""
-    store = open_store(store_config(folder, private_cap))
+def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000,
+                database_url: str | None = None) -> Store:
+    """Open the store in ``folder`` (its database at ``database_url``, default SQLite there);
+    index the 12 test gallery images when it is empty.
+    """
+    store = open_store(store_config(folder, private_cap), database_url)
     if len(store.gallery) == 0:
         sources = [CaptionedImage(RSICD / name, label=label) for name, label in GALLERY]
         assert add_images(store, engine, sources).added == len(GALLERY)
