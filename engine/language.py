@@ -8,7 +8,6 @@ resized matrices, no gradient masks.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -88,10 +87,6 @@ class LanguageModel(nn.Module):
             return logits
         return torch.cat([logits, ret_logit.unsqueeze(-1)], dim=-1)
 
-    def output_row(self, token_id: int) -> torch.Tensor:
-        """A token's output-embedding row (D,), to initialise the [RET] rows."""
-        return self.model.get_output_embeddings().weight[token_id].detach().clone()
-
 
 def add_ret_token(tokenizer: PreTrainedTokenizerBase, ret_token: str) -> int:
     """Add [RET] to the tokenizer; it must tokenize to exactly one id."""
@@ -110,19 +105,3 @@ def load_language(config: LanguageConfig, device: torch.device) -> LanguageModel
     model.to(device)  # type: ignore[arg-type]
     logger.info("loaded LM %s (%d parameters, frozen)", config.model, model.num_parameters())
     return LanguageModel(model, tokenizer, config.ret_token, name=config.model)
-
-
-def build_tiny_language(tokenizer_source: str | Path, layers: int = 2, hidden: int = 64,
-                        tied: bool = True, seed: int = 0) -> LanguageModel:
-    """A tiny random Llama with a real tokenizer: for tests and quick experiments."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=512, tie_word_embeddings=tied,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
-    )
-    return LanguageModel(LlamaForCausalLM(config), tokenizer, "[RET]", name=f"tiny-llama-{seed}")

@@ -29,13 +29,6 @@ class PromptLayout:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def image_mask(self) -> list[bool]:
-        """True at every position that holds an image vector."""
-        mask = [False] * len(self.ids)
-        for start, _ in self.image_slots:
-            mask[start:start + self.prefix_tokens] = [True] * self.prefix_tokens
-        return mask
-
     def extended(self, ids: Sequence[int]) -> PromptLayout:
         """The same layout followed by more plain tokens."""
         return PromptLayout(self.ids + tuple(ids), self.image_slots, self.prefix_tokens)

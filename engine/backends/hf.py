@@ -23,39 +23,6 @@ from engine.padding import padding_mask, right_pad
 MIN_SHARED_ROWS = 8
 
 
-class HfStepper:
-    """One prompt's incremental forward passes over a DynamicCache."""
-
-    def __init__(self, lm: LanguageModel, bridge: Bridge) -> None:
-        self.lm = lm
-        self.bridge = bridge
-        self.cache: DynamicCache | None = None
-        self.length = 0
-
-    def prefill(self, embeds: torch.Tensor, batch: int) -> torch.Tensor:
-        self.cache = DynamicCache(config=self.lm.model.config)
-        batched = embeds.unsqueeze(0).expand(batch, -1, -1)  # (B, T, D)
-        hidden, self.cache = self.lm.hidden(batched, past=self.cache)  # type: ignore[assignment]
-        self.length = embeds.shape[0]
-        return hidden[:, -1]
-
-    def step(self, token_ids: torch.Tensor) -> torch.Tensor:
-        device = self.lm.model.device
-        token_ids = token_ids.to(device)
-        embeds = self.lm.embed_ids(token_ids[:, None], self.bridge.ret_embedding)  # (B, 1, D)
-        positions = torch.full((token_ids.shape[0], 1), self.length, device=device)
-        hidden, self.cache = self.lm.hidden(embeds, past=self.cache, positions=positions)  # type: ignore[assignment]
-        self.length += 1
-        return hidden[:, -1]
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        assert self.cache is not None
-        self.cache.reorder_cache(rows.to(self.lm.model.device))  # type: ignore[arg-type]
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm.logits(hidden, self.bridge.ret_output_row).cpu()
-
-
 class HfBackend:
     """Runs the frozen LM with transformers in this process."""
 
@@ -73,19 +40,8 @@ class HfBackend:
         finally:
             stepper.close()
 
-    @torch.inference_mode()
-    def decode_alone(self, embeds: torch.Tensor, settings: DecodeSettings
-                     ) -> Iterator[DecodeEvent]:
-        """``decode`` outside the batch, prefilling everything: the reference it must match."""
-        yield from decode(HfStepper(self.lm, self.bridge), embeds, settings)
-
     def forget_session(self, session: str) -> None:
         self.batcher.cache.drop(session)
-
-    def set_bridge(self, bridge: Bridge) -> None:
-        """New bridge weights: cached KV was built with the old [RET] row and image prefixes."""
-        self.bridge = self.batcher.bridge = bridge
-        self.batcher.cache.clear()
 
     @torch.inference_mode()
     def last_hidden(self, embeds: torch.Tensor) -> torch.Tensor:

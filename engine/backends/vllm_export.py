@@ -77,11 +77,6 @@ def export_checkpoint(lm: LanguageModel, bridge: Bridge, bridge_id: str,
     return manifest
 
 
-def read_manifest(folder: str | Path) -> ExportManifest:
-    """The manifest of an exported checkpoint; raises FileNotFoundError when absent."""
-    return ExportManifest(**json.loads((Path(folder) / MANIFEST_FILE).read_text()))
-
-
 def _weights_with_ret(lm: LanguageModel, bridge: Bridge, vocab: int) -> dict[str, torch.Tensor]:
     """The LM's tensors (CPU, contiguous) with [RET]'s rows written in (tables grown to
     ``vocab`` rows); a tied head is left out, as transformers saves it.

@@ -53,7 +53,6 @@ class RetrievalRefitConfig:
     # Images (one query each) per step; every step ranks each query against all train images.
     batch_size: int = 1024
     learning_rate: float = 1e-3
-    weight_decay: float = 0.0
     warmup_steps: int = 20
     # Weight of the image->text direction, each image ranked against every train request (the
     # text->image one weighs 1).
@@ -110,7 +109,6 @@ class TrainConfig:
     lambda_caption: float = 1.0
     lambda_retrieval: float = 1.0
     learning_rate: float = 2e-3
-    weight_decay: float = 0.0
     batch_size: int = 32
     epochs: int = 1
     warmup_steps: int = 20

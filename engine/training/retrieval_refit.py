@@ -134,8 +134,7 @@ def refit_retrieval(bridge: Bridge, states: torch.Tensor, owners: Sequence[int],
         requests_of[owner].append(row)
     params = [*bridge.image_to_shared.parameters(), *bridge.ret_to_shared.parameters(),
               bridge.logit_scale]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     steps_per_epoch = -(-len(kept) // config.batch_size)
     schedule = warmup_cosine(optimizer, config.warmup_steps, steps_per_epoch * config.epochs)
     kept_features = images[:, kept]  # (R, K, D_img)

@@ -122,8 +122,8 @@ def train_bridge(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
                           config.max_caption_tokens, config.lambda_caption,
                           config.lambda_retrieval, config.answer_weighting,
                           config.dialogue_targets)
-    optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    # No weight decay: the trained layers are few and linear, and no run wanted any.
+    optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.learning_rate, weight_decay=0.0)
     per_epoch = -(-len(epoch_examples(items, config, 0)) // config.batch_size)
     total = per_epoch * config.epochs
     stop = min(total, max_steps or total)  # max_steps ends early without changing the schedule

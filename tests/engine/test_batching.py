@@ -16,6 +16,7 @@ from engine.config import BatchingConfig
 from engine.generate import DecodeEvent, DecodeSettings, Finished
 from engine.model import RSCapRet
 from engine.types import GenerationOptions, ImagePart, TextPart, Turn
+from tests.engine.lone_stepper import decode_alone
 from tests.engine.tiny import tiny_engine
 
 QUESTIONS = ["What is here?", "Describe the buildings near the river in detail, please.",
@@ -74,7 +75,7 @@ def test_concurrent_decodes_equal_one_at_a_time(image: Image.Image, strategy: st
     peaked = {"temperature": 0.05, "top_p": 0.3} if strategy == "sample" else {}
     settings = [_settings(engine, strategy=strategy, seed=i, max_new_tokens=10, num_beams=3,
                           **peaked) for i in range(len(prompts))]
-    alone = [list(backend.decode_alone(p, s)) for p, s in zip(prompts, settings, strict=True)]
+    alone = [list(decode_alone(backend, p, s)) for p, s in zip(prompts, settings, strict=True)]
     together = _concurrently([
         (lambda p=p, s=s: list(backend.decode(p, s)))  # type: ignore[misc]
         for p, s in zip(prompts, settings, strict=True)])
@@ -90,7 +91,7 @@ def test_late_arrivals_join_a_running_batch(image: Image.Image) -> None:
     prompts = _prompts(engine, image)[:3]
     settings = _settings(engine, max_new_tokens=12)
     settings = dataclasses.replace(settings, eos_ids=frozenset())  # all run to the limit
-    alone = [_tokens(list(backend.decode_alone(p, settings))) for p in prompts]
+    alone = [_tokens(list(decode_alone(backend, p, settings))) for p in prompts]
     first = backend.decode(prompts[0], settings)
     head = [next(first), next(first)]  # the first request is decoding now
     late = _concurrently([(lambda p=p: list(backend.decode(p, settings)))  # type: ignore[misc]
@@ -104,7 +105,7 @@ def test_ret_rows_finish_with_their_own_hidden_state(image: Image.Image) -> None
     backend = _backend(engine)
     prompts = _prompts(engine, image)[:4]
     settings = _settings(engine)
-    alone = [list(backend.decode_alone(p, settings)) for p in prompts]
+    alone = [list(decode_alone(backend, p, settings)) for p in prompts]
     together = _concurrently([(lambda p=p: list(backend.decode(p, settings)))  # type: ignore[misc]
                               for p in prompts])
     for mine, reference in zip(together, alone, strict=True):
@@ -121,7 +122,7 @@ def test_the_batch_never_exceeds_max_rows(image: Image.Image) -> None:
     engine.backend = backend = HfBackend(lm, bridge, BatchingConfig(max_rows=2))
     prompts = _prompts(engine, image)
     settings = _settings(engine, max_new_tokens=8)
-    alone = [_tokens(list(backend.decode_alone(p, settings))) for p in prompts]
+    alone = [_tokens(list(decode_alone(backend, p, settings))) for p in prompts]
     together = _concurrently([(lambda p=p: list(backend.decode(p, settings)))  # type: ignore[misc]
                               for p in prompts])
     assert [_tokens(t) for t in together] == alone

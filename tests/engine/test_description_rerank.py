@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.backends.hf import HfStepper
 from engine.config import EngineConfig, GenerationConfig
 from engine.factory import build_backend
 from engine.generate import BeamCandidate, DecodeSettings, Finished, decode
@@ -20,6 +19,7 @@ from engine.model import RSCapRet
 from engine.prompt import image_turn
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
 from engine.types import GenerationOptions, ImagePart, TextPart, Turn
+from tests.engine.lone_stepper import HfStepper
 from tests.engine.tiny import tiny_engine
 
 

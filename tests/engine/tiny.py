@@ -13,7 +13,7 @@ from engine import embedded
 from engine.backends.hf import HfBackend
 from engine.bridge import Bridge, BridgeSpec
 from engine.config import BridgeConfig, EngineConfig
-from engine.language import LanguageModel, build_tiny_language
+from engine.language import LanguageModel
 from engine.model import RSCapRet
 
 
@@ -36,7 +36,19 @@ class TinyEncoder(nn.Module):
 
 
 def tiny_lm(tied: bool = True, seed: int = 0) -> LanguageModel:
-    return build_tiny_language(embedded.language_folder(), tied=tied, seed=seed)
+    """A tiny random Llama with the embedded LM's real tokenizer (and [RET] added)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(embedded.language_folder()))
+    torch.manual_seed(seed)
+    hidden = 64
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=512, tie_word_embeddings=tied,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+    )
+    return LanguageModel(LlamaForCausalLM(config), tokenizer, "[RET]", name=f"tiny-llama-{seed}")
 
 
 def tiny_engine(prefix_tokens: int = 4, tied: bool = True, ret_bias: float = 0.0,

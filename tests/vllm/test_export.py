@@ -14,9 +14,10 @@ from transformers import AutoTokenizer
 
 from engine.backends.vllm_export import (
     EMBED_KEY,
+    MANIFEST_FILE,
     PASSTHROUGH_TEMPLATE,
     TEMPLATE_FILE,
-    read_manifest,
+    ExportManifest,
 )
 from engine.model import RSCapRet
 
@@ -45,6 +46,6 @@ def test_config_tokenizer_template_and_manifest(hf_engine: RSCapRet, checkpoint:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     assert tokenizer.encode("[RET]", add_special_tokens=False) == [hf_engine.lm.ret_id]
     assert (checkpoint / TEMPLATE_FILE).read_text() == PASSTHROUGH_TEMPLATE
-    manifest = read_manifest(checkpoint)
+    manifest = ExportManifest(**json.loads((checkpoint / MANIFEST_FILE).read_text()))
     assert manifest.bridge_id == hf_engine.bridge_id and manifest.ret_id == hf_engine.lm.ret_id
     assert manifest.lm == hf_engine.lm.name and manifest.dtype == "float32"
