@@ -1,0 +1,285 @@
+"""What a message asks for, read from its words: search the gallery, or which question about
+the conversation's images it is.
+
+The 135M LM answers reliably only the five kinds of question it was taught, in the phrasing
+it was taught (``engine/training/questions.py``), and it decides between answering and
+searching by emitting ``[RET]``, which it also does for "show me more like this" or never
+for "describe it in more detail". So the engine reads the message first: a request for other
+images searches, a question or instruction about the images in the conversation never does,
+and each question goes to what can answer it from the pixels (``engine/answers.py``): the
+taught question in the taught words, a crop of the part named, a comparison of search scores
+across images. Rules over words, not a model: they are fast, and a miss is a visible,
+testable case rather than a silent drift. Phrasings used to score them in ``capret eval``
+live apart from these rules (``engine/training/question_eval.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.regions import Region, find_region
+
+Kind = Literal[
+    "search",  # other images, by words: "find airports next to the sea"
+    "similar",  # other images like the conversation's last one; ``subject`` may narrow it
+    "describe",  # a description of the image
+    "detail",  # a longer description: the whole and its parts
+    "region",  # what one part of the image shows
+    "where",  # which part of the image holds ``subject``
+    "which",  # which of several images is or has ``subject``
+    "compare",  # what differs between the images
+    "same_kind",  # whether the images show the same kind of place
+    "presence",  # is there ``subject``?
+    "count",  # how many ``subject``?
+    "colour",  # what colour is ``subject``?
+    "scene",  # what kind of place is this?
+    "scene_is",  # is this ``subject`` (a kind of place)?
+    "other",  # none of these: the honest reply of what can be asked
+]
+SEARCHES: frozenset[Kind] = frozenset({"search", "similar"})
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a message asks: its kind and the words or part it is about."""
+
+    kind: Kind
+    subject: str = ""  # the thing or place named ("runway", "water", "airport")
+    region: Region | None = None  # the part of the image named, if any
+    target: int | None = None  # the image named by position: 0 first, 1 second, -1 last
+    results: bool = False  # about the images the last search showed
+    fewer: bool = False  # "which has fewer/less ...": the lowest score wins
+
+
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3,
+             "4th": 3, "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "last": -1, "latter": -1,
+             "former": 0, "previous": -2, "left one": 0, "right one": 1, "top one": 0}
+_ORDINAL = re.compile(r"\b(?:the\s+)?(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|"
+                      r"sixth|6th|last|latter|former)\b(?:\s+(?:one|image|picture|photo|result|"
+                      r"scene|pic))?|\b(?:image|picture|photo|result|number|no\.?|#)\s*(\d)\b")
+_IMAGE_NOUN = r"(?:images?|pictures?|pics?|photos?|photographs?|shots?|scenes?|examples?|ones?)"
+_DEICTIC = re.compile(
+    r"\b(this|that|these|those|it|its|here|there in|them|they|both|either|the two|"
+    r"the (?:first|second|third|last|other|above|previous|same|current|uploaded|attached) "
+    rf"{_IMAGE_NOUN}|the {_IMAGE_NOUN}|my {_IMAGE_NOUN}|in the (?:image|picture|photo))\b")
+_SEARCH_VERB = re.compile(
+    r"^(?:(?:please|ok|okay|now|and|also|then)[\s,]+)*(?:(?:can|could|would|will) you\s+"
+    r"(?:please\s+)?|please\s+|i(?:'d| would) like (?:you )?to\s+|i want (?:you )?to\s+|"
+    r"let me\s+|help me\s+)?(show(?: me| us)?|find(?: me)?|search(?: for)?|look(?:ing)? for|"
+    r"get(?: me)?|give me|fetch|retrieve|display|pull up|bring(?: me)?(?: up)?|"
+    r"i(?:'m| am) (?:looking|searching) for|i(?:'d| would) like(?: to see)?|"
+    r"i (?:want|need)(?: to see)?|any|are there (?:any )?(?:other |more )?"
+    rf"{_IMAGE_NOUN} (?:of|with|showing))\b")
+_FOR_IMAGES = re.compile(
+    rf"\b{_IMAGE_NOUN}\s+(?:of|with|showing|where|that show|containing|featuring|like)\b|"
+    rf"\b(?:other|more|similar|different|another|new)\s+{_IMAGE_NOUN}\b|"
+    rf"\bgallery\b|\bexamples? of\b")
+_LIKE_THIS = re.compile(
+    r"\b(?:(?:more|other|others|another|similar|some)\b.*\b(?:like|similar to|resembling)\s+"
+    r"(?:this|that|it|these|those|the (?:first|second|last) one)|similar (?:ones|images|"
+    r"pictures|photos|scenes)|more of (?:this|these|the same)|look(?:s)? (?:alike|similar))\b")
+_MORE_KIND = re.compile(rf"\b(?:more|other|similar|some)\s+(.+?)\s+(?:{_IMAGE_NOUN}\s+)?"
+                        r"(?:like|similar to|resembling)\b")
+_DETAIL = re.compile(
+    r"\b(more detail(?:s|ed)?|in detail|detailed|elaborate|tell me more|say more|what else|"
+    r"anything else|more about (?:it|this|that)|(?:describe|explain) (?:it|this|that) "
+    r"(?:fully|more|further|better)|in depth|go on|more thorough(?:ly)?|full description|"
+    r"longer description|everything you see)\b")
+_DESCRIBE = re.compile(
+    r"^(?:please\s+|can you\s+|could you\s+)?(?:describe|caption|summari[sz]e)\b|"
+    r"\bwhat(?:'s| is| do you see| can you see| does (?:it|this|the \w+) show| is shown)\s*"
+    r"(?:in|on)?\s*(?:this|the|that)?\s*(?:image|picture|photo|pic)?\s*\??$|"
+    r"^what am i looking at|^what(?:'s| is) (?:this|that|it)\s*\??$|^what do we have here")
+_COMPARE = re.compile(
+    r"\b(differen\w*|differ|changed?|changes|compare\w*|contrast|in common|similarit\w*|"
+    r"versus|vs\.?)\b")
+_SAME = re.compile(r"\b(?:same|alike|similar)\b(?!\s+(?:to\s+)?(?:this|that))|"
+                   r"\bboth\b.*\b(?:a|an)\b")
+_WHICH = re.compile(
+    r"^(?:so\s+|and\s+)?(?:which|what)\s+(?:one|image|picture|photo|pic|result|of (?:these|them|"
+    r"those|the (?:two|three|images|pictures|photos|results)))?\s*(?:of (?:these|them|those|the "
+    r"\w+))?\s*(?:is|are|has|have|shows?|contains?|includes?|looks? like|seems? to be|"
+    r"depicts?|with)\b\s*(.*)$")
+_COUNT = re.compile(
+    r"\bhow many\s+(.+?)(?:\s+(?:are|is|do|can|could|does|did|would|will|in|on|there|here|"
+    r"you|i)\b.*)?$|\b(?:count|number of)\s+(?:the\s+)?(.+?)(?:\s+(?:in|on|here|there)\b.*)?$")
+_COLOUR = re.compile(
+    r"\b(?:what|which)\s+colou?rs?\s+(?:is|are|do|does|were)?\s*(?:the\s+)?(.+?)"
+    r"(?:\s+(?:have|in|on|here|there)\b.*)?$|\bcolou?rs?\s+of\s+(?:the\s+)?(.+?)(?:\s+(?:in|on|"
+    r"here|there)\b.*)?$|^(?:the\s+)?(.+?)\s+(?:are|is)\s+what\s+colou?r")
+_SCENE = re.compile(
+    r"\bwhat\s+(?:kind|type|sort)\s+of\s+(?:place|scene|area|location|site|landscape|land|"
+    r"terrain|setting|image|picture|region)\b|\bwhat (?:place|scene|area) is (?:this|it)\b|"
+    r"\bwhat(?:'s| is) (?:the|this) (?:scene|place|area|setting)\b|\bclassify\b|"
+    r"\bwhat (?:category|class)\b")
+_SCENE_IS = re.compile(
+    r"^(?:is|was)\s+(?:this|it|that|the \w+ (?:one|image|picture|photo))(?:\s+(?:image|"
+    r"picture|photo|place|area|scene))?\s+"
+    r"(?:showing\s+|of\s+|a\s+picture\s+of\s+)?(?:an?\s+|some\s+)(.+?)(?:\s+(?:scene|area|"
+    r"image|picture|region))?\s*\??$|^(?:does|do)\s+(?:this|it|that)(?:\s+(?:image|picture|"
+    r"photo|place))?\s+(?:look like|show|depict)\s+(?:an?\s+)(.+?)(?:\s+(?:scene|area|region))?"
+    r"\s*\??$")
+_PRESENCE = re.compile(
+    r"\b(?:is|are)\s+there\s+(.+)$|"
+    r"\b(?:can|could|do|did)\s+(?:you|i|we|one)\s+(?:see|spot|find|detect|notice|identify|"
+    r"make out|observe|locate|discern)\s+(.+)$|"
+    r"^(?:i|we)\s+(?:see|spot|notice)\s+(.+)$|"
+    r"\b(?:does|do|did)\s+(?:it|this|that|the (?:image|picture|photo|scene)|this (?:image|"
+    r"picture|photo|scene))\s+(?:have|contain|show|include|feature|hold|depict)\s+(.+)$|"
+    r"^(?:is|are)\s+(?:there\s+)?(?:an?\s+|any\s+|the\s+|some\s+)?(.+?)\s+(?:visible|present|"
+    r"shown|there|in (?:it|this|the|view|sight)|here|to be seen)\b.*$|"
+    r"^any\s+(.+)$|^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
+_WHERE = re.compile(r"\bwhere(?:'s|\s+is|\s+are|\s+do you see|\s+can i find|\s+can you see|"
+                    r"\s+exactly is|\s+exactly are)?\s+(?!is\b|are\b)(.+?)(?:\s+(?:is|are|lies|"
+                    r"lie|located|sits?|can be (?:seen|found)))?\s*\??$|"
+                    r"\bwhich (?:part|side|corner) (?:of the \w+ )?(?:has|holds|contains|shows|is)"
+                    r"\s+(.+)$")
+_TRAILING = re.compile(
+    r"(?:\s+(?:in|on|at|of|within|inside)\s+(?:this|that|the|these|those|it|my|your)\b.*|"
+    r"\s+(?:here|there|at all|visible|anywhere|present|around|please|to be seen|in it|"
+    r"in view|in sight|in them|in either|in both)\b.*|[?.!,\s]+)$")
+_LEADING = re.compile(r"^(?:(?:any|an|a|the|some|several|many|more|most|much|lots of|a lot "
+                      r"of|fewer|less|least|other|there|is|are)\s+)+")
+
+
+def read_intent(text: str, images: int = 0, results: int = 0) -> Intent:
+    """What ``text`` asks, given how many images the conversation holds and how many the
+    last reply showed (``results``: 0 when the last reply was no search).
+    """
+    words = _plain(text)
+    if (found := _search(words, images, results)) is not None:
+        return found
+    about_results = results > 0 and _names_results(words, images)
+    seen = results if about_results else images
+    intent = _question(words, seen)
+    if about_results:
+        intent = Intent(intent.kind, intent.subject, intent.region, intent.target, True,
+                        intent.fewer)
+    return intent
+
+
+def subject_words(phrase: str) -> str:
+    """The thing a phrase names, without articles, quantifiers and "in this image"."""
+    previous = None
+    phrase = phrase.strip().lower()
+    while phrase != previous:
+        previous = phrase
+        phrase = _TRAILING.sub("", phrase).strip()
+        phrase = _LEADING.sub("", phrase).strip()
+    return phrase
+
+
+def _plain(text: str) -> str:
+    text = text.lower().replace("’", "'").replace("\u00a0", " ")
+    return " ".join(text.split())
+
+
+def _search(words: str, images: int, results: int) -> Intent | None:
+    """A request for other images, or None: a request names images to find and does not
+    point at the ones in the conversation.
+    """
+    if _LIKE_THIS.search(words):
+        kind = _MORE_KIND.search(words)
+        subject = subject_words(kind.group(1)) if kind else ""
+        if re.fullmatch(rf"{_IMAGE_NOUN}|(?:of )?(?:this|these|that)", subject):
+            subject = ""
+        return Intent("similar", subject)
+    verb = _SEARCH_VERB.search(words)
+    if verb is None and not (_FOR_IMAGES.search(words) and not (images or results)):
+        return None
+    rest = words[verb.end():] if verb else words
+    if (images or results) and _points_at_conversation(rest) and not _FOR_IMAGES.search(rest):
+        return None
+    if verb is not None and verb.group(1) == "any" and not _FOR_IMAGES.search(rest):
+        return None  # "any boats?" asks about the image at hand
+    if re.match(r"^\s*(me\s+)?(where|which|how|what|if|whether)\b", rest):
+        return None  # "show me where the river is" points into the image
+    if find_region(rest) is not None and not _FOR_IMAGES.search(rest) and (images or results):
+        return None  # "show me the left part"
+    subject = subject_words(re.sub(rf"^\s*(?:me\s+)?(?:some\s+|a few\s+|more\s+|other\s+)?"
+                                   rf"(?:{_IMAGE_NOUN}\s+(?:of|with|showing|where)\s+)?", "", rest))
+    return Intent("search", subject) if subject or verb is not None else None
+
+
+def _points_at_conversation(rest: str) -> bool:
+    return bool(_DEICTIC.search(rest) or _ORDINAL.search(rest))
+
+
+def _names_results(words: str, images: int) -> bool:
+    """A question about the images just shown rather than the conversation's own: it names
+    one by position, speaks of "these"/"them", or there are no own images to mean.
+    """
+    return (not images or bool(_ORDINAL.search(words))
+            or bool(re.search(r"\b(these|those|them|results?|the ones?)\b", words)))
+
+
+def _question(words: str, images: int) -> Intent:
+    target = _target(words)
+    if images >= 2 and target is None and (several := _several(words)) is not None:
+        return several
+    return _single(words, target)
+
+
+def _target(words: str) -> int | None:
+    match = _ORDINAL.search(words)
+    if match is None:
+        return None
+    if match.group(2):
+        return int(match.group(2)) - 1
+    return _ORDINALS[match.group(1)]
+
+
+def _several(words: str) -> Intent | None:
+    """Questions over several images: which one, what differs, the same kind of place."""
+    if _COMPARE.search(words) and not words.startswith("which"):
+        return Intent("compare")
+    if match := _WHICH.search(words):
+        subject = match.group(1)
+        fewer = bool(re.search(r"\b(fewer|less|least|smaller|no)\b", subject))
+        return Intent("which", subject_words(subject), fewer=fewer)
+    if _COMPARE.search(words):
+        return Intent("compare")
+    if _SAME.search(words):
+        return Intent("same_kind")
+    return None
+
+
+def _single(words: str, target: int | None) -> Intent:
+    """A question about one image (the last one, or the one ``target`` names)."""
+    region = find_region(words)
+    if (asked := _about_a_thing(words, region, target)) is not None:
+        return asked
+    if _DETAIL.search(words):
+        return Intent("detail", target=target)
+    if _SCENE.search(words):
+        return Intent("scene", target=target)
+    if match := _SCENE_IS.search(words):
+        return Intent("scene_is", subject_words(next(g for g in match.groups() if g)),
+                      region, target)
+    if region is not None:
+        return Intent("region", region=region, target=target)
+    if _DESCRIBE.search(words) or (target is not None and _describe_one(words)):
+        return Intent("describe", target=target)
+    return Intent("other", target=target)
+
+
+def _about_a_thing(words: str, region: Region | None, target: int | None) -> Intent | None:
+    """Where, how many, what colour or whether there is something."""
+    for kind, pattern in (("where", _WHERE), ("count", _COUNT), ("colour", _COLOUR)):
+        if match := pattern.search(words):
+            subject = subject_words(next(g for g in match.groups() if g))
+            return Intent(kind, subject, region, target)  # type: ignore[arg-type]
+    if (_DETAIL.search(words) or _SCENE.search(words) or _SCENE_IS.search(words)
+            or not (match := _PRESENCE.search(words))):
+        return None
+    subject = subject_words(next(g for g in match.groups() if g))
+    return Intent("presence", subject, region, target) if subject else None
+
+
+def _describe_one(words: str) -> bool:
+    """"the second one?", "and the first image": a bare pointer asks for its description."""
+    rest = _ORDINAL.sub("", words)
+    return not re.sub(r"\b(and|what about|how about|tell me about|show|the|one|please|about)\b|"
+                      r"[?.!,]", "", rest).strip()

@@ -1,0 +1,68 @@
+"""Which questions search and which are answered, and about which images (the service with
+the fake engine and the in-memory store; the answers themselves are engine/answers.py's).
+"""
+
+from __future__ import annotations
+
+from bot.service.conversation import ConversationService
+from bot.service.user_ref import UserRef
+from engine.types import ImagePart, TextPart, Turn
+from tests.bot.conftest import jpeg
+from tests.fake_engine import FakeEngine
+
+ALICE = UserRef("test", "alice")
+
+
+async def test_more_detail_after_a_photo_is_answered_never_searched(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg()])
+    reply = await service.ask(ALICE, "Describe it in more detail.")
+    assert not reply.hits and not engine.retrieved
+    intent, seen = engine.answered[-1]
+    assert intent.kind == "detail" and len(seen) == 1 and seen[0].image is not None
+
+
+async def test_more_of_a_kind_like_this_searches_by_the_photo_and_the_words(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg()])
+    calls = engine.generate_calls
+    reply = await service.ask(ALICE, "show me more harbours like this")
+    assert reply.hits and engine.generate_calls == calls
+    assert engine.retrieved[-1] == [Turn("user", (TextPart("Show me harbours"),))]
+
+
+async def test_questions_about_results_are_about_the_images_just_shown(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg()])
+    own = [p.sha256 for t in engine.last_dialogue for p in t.parts if isinstance(p, ImagePart)]
+    shown = (await service.ask(ALICE, "find a port with boats")).hits
+    assert len(shown) >= 2
+    await service.ask(ALICE, "describe the second one")
+    intent, seen = engine.answered[-1]
+    assert intent.results and intent.target == 1
+    assert [s.key for s in seen] == [hit.sha256 for hit in shown]
+    await service.ask(ALICE, "is there a river?")
+    intent, seen = engine.answered[-1]
+    assert not intent.results and [s.key for s in seen] == own
+
+
+async def test_a_comparison_sees_the_conversations_images_in_order(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg("00001.jpg")])
+    await service.ask(ALICE, "", [jpeg("00002.jpg")])
+    shown = [p.sha256 for t in engine.last_dialogue for p in t.parts if isinstance(p, ImagePart)]
+    reply = await service.ask(ALICE, "what changed between the two?")
+    intent, seen = engine.answered[-1]
+    assert intent.kind == "compare" and not reply.hits
+    assert [s.key for s in seen] == shown and len(set(shown)) == 2
+
+
+async def test_a_question_with_no_image_yet_is_answered_not_searched(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    reply = await service.ask(ALICE, "is there a river?")
+    assert not reply.hits and not engine.retrieved

@@ -1,0 +1,69 @@
+"""The rules that read what a message asks (engine/intent.py), on phrasings of their own: the
+evaluation's phrasings (engine/training/question_eval.py) are kept apart from these.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.intent import SEARCHES, read_intent
+from engine.regions import REGIONS, find_region
+
+
+@pytest.mark.parametrize(("text", "images", "kind", "subject"), [
+    ("find airports next to the sea", 0, "search", "airports next to the sea"),
+    ("find airports next to the sea", 1, "search", "airports next to the sea"),
+    ("Please show me a beach with many boats", 2, "search", "beach with many boats"),
+    ("I'm searching for dense residential areas", 1, "search", "dense residential areas"),
+    ("show me more harbours like this", 1, "similar", "harbours"),
+    ("more images similar to this one please", 1, "similar", ""),
+    ("Is there a runway?", 1, "presence", "runway"),
+    ("do you see any ships here?", 1, "presence", "ships"),
+    ("does the photo have a bridge", 1, "presence", "bridge"),
+    ("Any swimming pools?", 1, "presence", "swimming pools"),
+    ("how many tennis courts are in it", 1, "count", "tennis courts"),
+    ("which colour are the roofs?", 1, "colour", "roofs"),
+    ("where's the stadium?", 1, "where", "stadium"),
+    ("describe it in more detail", 1, "detail", ""),
+    ("tell me more", 1, "detail", ""),
+    ("what is in this picture?", 1, "describe", ""),
+    ("what type of area is this?", 1, "scene", ""),
+    ("is it an airport?", 1, "scene_is", "airport"),
+    ("which one is the stadium?", 2, "which", "stadium"),
+    ("what's the difference between them?", 2, "compare", ""),
+    ("are both the same sort of place?", 2, "same_kind", ""),
+    ("what's your favourite colour?", 1, "other", ""),
+])
+def test_reads_the_kind_and_the_thing(text: str, images: int, kind: str, subject: str) -> None:
+    intent = read_intent(text, images)
+    assert (intent.kind, intent.subject) == (kind, subject)
+
+
+@pytest.mark.parametrize("text", [
+    "show me where the river is", "show me the left part", "can you find any boats here?",
+    "describe the second image", "show me what is in the middle", "what is this?"])
+def test_questions_about_the_conversations_images_never_search(text: str) -> None:
+    assert read_intent(text, images=2).kind not in SEARCHES
+
+
+@pytest.mark.parametrize(("text", "region"), [
+    ("what is on the left side?", "left"), ("and in the upper right corner?", "top right"),
+    ("what's at the bottom-left", "bottom left"), ("what is in the centre", "middle"),
+    ("anything on the eastern edge?", "right")])
+def test_parts_are_named(text: str, region: str) -> None:
+    assert find_region(text) == REGIONS[region]
+    assert read_intent(text, 1).region == REGIONS[region]
+
+
+def test_results_questions_point_at_the_images_just_shown() -> None:
+    described = read_intent("describe the second one", images=1, results=4)
+    assert (described.kind, described.target, described.results) == ("describe", 1, True)
+    which = read_intent("which of these is a port?", images=1, results=4)
+    assert (which.kind, which.subject, which.results) == ("which", "port", True)
+    own = read_intent("is there a river?", images=1, results=4)
+    assert not own.results, "a question that names no result is about the chat's own image"
+
+
+def test_fewer_asks_for_the_lowest_score() -> None:
+    assert read_intent("which has fewer trees?", 2).fewer
+    assert not read_intent("which has more trees?", 2).fewer
