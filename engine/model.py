@@ -15,12 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.answers import Answers, Seen
+from engine.asking import answer_question
 from engine.backends.base import Backend
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.dihedral import quarter_turned
 from engine.generate import BeamCandidate, DecodeSettings, Finished
 from engine.hubness import SCORE_SCALE, search_scores
+from engine.intent import Intent
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
@@ -56,6 +59,7 @@ class RSCapRet:
             f"{self.encoder_id}__turns{turns}")
         self.search_dim = bridge.search_dim
         self.score_scale = SCORE_SCALE
+        self._answers: Answers | None = None  # made on the first question (keeps its queries)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encoder features (N, D_img), float32; callers cache them by content hash."""
@@ -161,6 +165,15 @@ class RSCapRet:
         turn = image_turn(CAPTION_PROMPT, "image")
         opts = dataclasses.replace(options or GenerationOptions(), allow_retrieval=False)
         return self.generate([turn], {"image": embedding}, opts).text
+
+    def answer(self, intent: Intent, dialogue: Sequence[Turn], seen: Sequence[Seen],
+               session: str | None = None) -> str:
+        """A question about the images ``seen`` (the conversation's, in order, or the results
+        just shown), answered from their pixels (``engine/asking.py``).
+        """
+        if self._answers is None:
+            self._answers = Answers(self)
+        return answer_question(self._answers, intent, dialogue, seen, session)
 
     def forget_session(self, session: str) -> None:
         """Drop what the backend keeps of a conversation (``/reset``, ``/forget``)."""

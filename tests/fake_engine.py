@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from engine.answers import Seen
+from engine.intent import Intent
 from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 
 SEARCH_WORDS = ("show me", "find", "search")
@@ -66,6 +68,7 @@ class FakeEngine:
         self.last_embeddings: dict[str, np.ndarray] = {}
         self.last_options: GenerationOptions | None = None
         self.forgotten: list[str] = []
+        self.answered: list[tuple[Intent, list[Seen]]] = []  # each question routed to answer
         self._lock = threading.Lock()
         seed = int.from_bytes(hashlib.sha256(bridge_id.encode()).digest()[:4], "little")
         rng = np.random.default_rng(seed)
@@ -92,6 +95,16 @@ class FakeEngine:
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         """The gallery rows (no hubness here), as the real engine's are without a prior."""
         return self.gallery_rows(image_embeddings)
+
+    def answer(self, intent: Intent, dialogue: Sequence[Turn], seen: Sequence[Seen],
+               session: str | None = None) -> str:
+        """Records the question, then replies as ``generate`` would, naming the kind."""
+        with self._lock:
+            self.answered.append((intent, list(seen)))
+        # Asked about ``seen`` alone (results just shown need not be in the dialogue).
+        asked = [Turn("user", (*dialogue[-1].parts[:1], *(ImagePart(s.key) for s in seen)))]
+        options = GenerationOptions(allow_retrieval=False, session=session)
+        return self.generate(asked, {s.key: s.embedding for s in seen}, options).text
 
     def forget_session(self, session: str) -> None:
         """Record which conversation was forgotten."""

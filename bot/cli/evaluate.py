@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--votes", choices=("all", "distinct"), default="all",
                         help="--neighbour-captions: every caption votes as released, or each "
                              "neighbour once per distinct caption")
+    parser.add_argument("--questions", action="store_true",
+                        help="score the questions people ask instead (engine/intent.py's "
+                             "kinds in held-out phrasings: engine/training/question_eval.py)")
     parser.set_defaults(func=run)
 
 
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.rescore:
         print(markdown_table(rescore(json.loads(Path(args.rescore).read_text()), records)))
         return 0
+    if args.questions:
+        return _questions(config.engine, records, args)
     if args.neighbour_captions:
         from bot.cli.datastore import neighbour_report
 
@@ -89,3 +94,16 @@ def _with_decoding(engine: EngineConfig, args: argparse.Namespace) -> EngineConf
     generation = dataclasses.replace(
         engine.generation, **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(engine, generation=generation)
+
+
+def _questions(config: EngineConfig, records: list, args: argparse.Namespace) -> int:
+    """`capret eval --questions`: each kind's scores, and every reply in --json."""
+    from engine import create_engine
+    from engine.training.evaluate import markdown_table
+    from engine.training.question_eval import evaluate_questions
+
+    report = evaluate_questions(create_engine(config), records, args.seed)
+    print(markdown_table(report["metrics"]))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report, indent=1))
+    return 0

@@ -16,8 +16,10 @@ import numpy as np
 from bot.bot_config import BotConfig
 from bot.errors import UserFacingError
 from bot.honesty import honest_reply
-from bot.replies import Hit, Reply
+from bot.images import DecodedImage
+from bot.replies import Reply
 from bot.service.engine_port import EnginePort
+from bot.service.questions import Questions
 from bot.service.scenes import Scenes
 from bot.service.search import NO_OWN_IMAGES, GallerySearch, found_text, scope
 from bot.service.store_port import SavedSearch, StorePort
@@ -25,8 +27,9 @@ from bot.service.turns import render_turn, reply_turn, session_key
 from bot.service.uploads import Uploads, with_locations
 from bot.service.user_ref import UserRef
 from bot.service.workers import ObserveFn, ProgressFn, Workers
+from engine.intent import SEARCHES, Intent, read_intent
 from engine.prompt import image_turn
-from engine.tokens import caption_prompt
+from engine.tokens import RETRIEVAL_PROMPTS, caption_prompt
 from engine.types import GenerationOptions, ImagePart, TextPart, Turn
 
 T = TypeVar("T")
@@ -49,13 +52,16 @@ class ConversationService:
         self._uploads = Uploads(engine, store, config, self._workers)
         self._search = GallerySearch(store, config, self._workers)
         self._scenes = Scenes(engine, config, self._workers, self._uploads)
+        self._questions = Questions(engine, self._workers, self._uploads)
 
     # ----- conversation
     async def ask(
         self, user: UserRef, text: str, uploads: Sequence[bytes] = (),
         progress: ProgressFn | None = None,
     ) -> Reply:
-        """A user turn (text and/or images) in, the reply out; the model may search."""
+        """A user turn (text and/or images) in, the reply out: a search when it asks for other
+        images, else an answer about the conversation's images (``engine/intent.py``).
+        """
         text = self._checked_text(text, allow_empty=bool(uploads))
         images = [await self._uploads.decode(data) for data in uploads]
         # The user and their context in one read (the store's cost per message, issue 30).
@@ -69,22 +75,49 @@ class ConversationService:
             await self._db(self.store.put_image, uid, image.sha256, image.png)
         await self._uploads.keep_footprints(images)
         dialogue = [*context, user_turn]
+        intent = read_intent(text or caption_prompt(len(images)), _image_count(dialogue),
+                             0 if images else len(self._questions.shown(uid)))
+        if intent.kind in SEARCHES:
+            return await self._search_asked(uid, user_turn, intent, images)
         embeddings = await self._uploads.embeddings(dialogue, images)
-        # A turn that brings images is about them: describe or answer, never search instead
-        # (searching by an image is /similar). Text-only turns may retrieve.
-        options = GenerationOptions(allow_retrieval=not images, session=session_key(uid))
+        if images and intent.kind == "describe":
+            reply = await self._described(uid, dialogue, embeddings, images, progress)
+        else:
+            reply = await self._questions.answer(uid, intent, dialogue, embeddings)
+        self._questions.remember(uid, ())
+        turn_id = await self._db(self.store.append_exchange, uid, user_turn,
+                                 reply_turn(reply, ()))
+        notice = await self._uploads.index(uid, images)
+        return Reply(f"{reply}\n\n{notice}" if notice else reply, (), turn_id)
+
+    async def _described(self, uid: int, dialogue: list[Turn], embeddings: dict[str, np.ndarray],
+                         images: Sequence[DecodedImage], progress: ProgressFn | None) -> str:
+        """The model's description of the images the turn brings (never a search), with
+        their locations and, for a large scene, its tiles.
+        """
+        options = GenerationOptions(allow_retrieval=False, session=session_key(uid))
         result = await self._workers.generate(
             self.engine, dialogue, embeddings, options, progress)
-        hits: tuple[Hit, ...] = ()
-        if result.query is not None:
-            query = result.query if len(dialogue) == 1 else await self._request_query(user_turn)
+        reply = with_locations(result.text.strip(), images)
+        return await self._scenes.describe(uid, images, reply)
+
+    async def _search_asked(self, uid: int, user_turn: Turn, intent: Intent,
+                            images: Sequence[DecodedImage]) -> Reply:
+        """A request for other images in the chat: by its words, or like the last image."""
+        if intent.kind == "similar":
+            reply = await self._similar(uid, images, intent.subject)
+        else:
+            query = await self._request_query(Turn("user", (TextPart(
+                RETRIEVAL_PROMPTS[0].format(query=intent.subject) if intent.subject
+                else _text_of(user_turn)),)))
             hits = await self._search.hits(uid, SavedSearch(query), fresh=True)
-        reply = with_locations(result.text.strip() or found_text(hits), images)
-        reply = await self._scenes.describe(uid, images, reply)
+            reply = Reply(found_text(hits), hits)
+        self._questions.remember(uid, reply.hits)
         turn_id = await self._db(self.store.append_exchange, uid, user_turn,
-                                 reply_turn(reply, hits))
+                                 reply_turn(reply.text, reply.hits))
         notice = await self._uploads.index(uid, images)
-        return Reply(f"{reply}\n\n{notice}" if notice else reply, hits, turn_id)
+        text = f"{reply.text}\n\n{notice}" if notice else reply.text
+        return Reply(text, reply.hits, turn_id)
 
     async def _answer_without_model(self, uid: int, text: str, reply: str) -> Reply:
         """Small talk and questions an image cannot answer: a fixed true reply, kept in the
@@ -136,16 +169,25 @@ class ConversationService:
     async def similar(self, user: UserRef, upload: bytes | None = None) -> Reply:
         """Gallery images like ``upload``, or like the conversation's last image."""
         uid = await self._uid(user)
+        images = []
         if upload is not None:
             image = await self._uploads.decode(upload)
             await self._db(self.store.put_image, uid, image.sha256, image.png)
-            sha, images = image.sha256, [image]
+            images = [image]
+        return await self._similar(uid, images)
+
+    async def _similar(self, uid: int, images: Sequence[DecodedImage], words: str = "") -> Reply:
+        """Gallery images like the newest of ``images`` or else of the conversation's; with
+        ``words`` ("more harbours like this"), like the image and the words together.
+        """
+        if images:
+            sha = images[-1].sha256
         else:
             context = await self._db(self.store.context, uid)
             shas = [p.sha256 for t in context for p in t.parts if isinstance(p, ImagePart)]
             if not shas:
                 raise UserFacingError("Send an image first, or reply to one with /similar.")
-            sha, images = shas[-1], []
+            sha = shas[-1]
         embedding = (await self._uploads.gallery_embeddings([sha], images))[sha]
         scene = self._scenes.get(uid)
         none = np.empty((0, embedding.shape[-1]), dtype=np.float32)
@@ -153,6 +195,10 @@ class ConversationService:
         # A large scene searches with the whole and with each tile; the best score per image.
         queries = await self._workers.model(self.engine.image_query,
                                             np.vstack([embedding[None], tiles]))
+        if words:  # like the image and like the words: the sum of both directions
+            asked = Turn("user", (TextPart(RETRIEVAL_PROMPTS[0].format(query=words)),))
+            both = queries + await self._request_query(asked)
+            queries = both / np.linalg.norm(both, axis=1, keepdims=True)
         # The chat's own copy of the example is in its gallery: like itself, but no news.
         hits = await self._search.hits(uid, SavedSearch(queries[0]), fresh=True,
                                        extra=queries[1:], skip=(sha,))
@@ -236,3 +282,12 @@ class ConversationService:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call in the I/O thread pool."""
         return await self._workers.io(fn, *args)
+
+
+def _image_count(dialogue: Sequence[Turn]) -> int:
+    """How many distinct images the dialogue holds."""
+    return len({p.sha256 for t in dialogue for p in t.parts if isinstance(p, ImagePart)})
+
+
+def _text_of(turn: Turn) -> str:
+    return " ".join(p.text for p in turn.parts if isinstance(p, TextPart))

@@ -11,6 +11,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from engine.answers import Seen
+from engine.intent import Intent
 from engine.types import GenerationOptions, GenerationResult, Turn
 
 
@@ -55,6 +57,11 @@ class EnginePort(Protocol):
         self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray]
     ) -> np.ndarray:
         """Force [RET] after the dialogue; the normalised query vector, (search_dim,)."""
+        ...
+
+    def answer(self, intent: Intent, dialogue: Sequence[Turn], seen: Sequence[Seen],
+               session: str | None = None) -> str:
+        """The reply to a question (``intent``) about the images ``seen``."""
         ...
 
     def forget_session(self, session: str) -> None:

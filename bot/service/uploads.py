@@ -75,7 +75,7 @@ class Uploads:
         missing = [sha for sha in wanted if sha not in found]
         if missing:
             pil = {image.sha256: image.image for image in fresh}
-            images = [pil[sha] if sha in pil else await self._stored_image(sha) for sha in missing]
+            images = [pil[sha] if sha in pil else await self.stored_image(sha) for sha in missing]
             vectors = await self.workers.model(embed, images)  # (N, D_img)
             computed = {sha: np.asarray(v, dtype=np.float32)
                         for sha, v in zip(missing, vectors, strict=True)}
@@ -105,7 +105,7 @@ class Uploads:
             return ""
         return CAP_NOTICE if done.first_overflow else ""
 
-    async def _stored_image(self, sha: str) -> Image.Image:
+    async def stored_image(self, sha: str) -> Image.Image:
         """An earlier image of the conversation, read back from the store."""
         data = await self.workers.io(self.store.get_image, sha)
         if data is None:
