@@ -28,6 +28,6 @@ In this group I answer only messages meant for me:
 
 This group has its own memory (each topic of a forum has its own), shared by everyone here;
 images sent here are searched only here. /reset new conversation · /history what was said ·
-/export this group's data · /forget delete it · /about the model"""
+/about the model · for the group's administrators: /export this group's data, /forget delete it"""
 
 START = "Hello! Send me a satellite or aerial image, or ask for images by text.\n\n" + HELP
