@@ -28,7 +28,10 @@ if TYPE_CHECKING:  # the service imports torch: the prompt must not wait for it
 
 PROMPT = "you> "
 TERMINAL_HELP = HELP + "\n\nIn the terminal: /image PATH [question] attaches an image; " \
-    "/similar [PATH]; /quit leaves."
+    "/similar [PATH]; /tiles and /export save files and print their paths; /quit leaves."
+# Every command the terminal answers: its replies name no other (tests/bot/test_command_names.py).
+COMMANDS = frozenset({"/quit", "/exit", "/reset", "/history", "/help", "/start", "/about",
+                      "/forget", "/export", "/tiles", "/image", "/search", "/more", "/similar"})
 
 
 class TerminalChat:
@@ -73,9 +76,8 @@ class TerminalChat:
             self.write("capret> Delete everything about you? Type 'yes' to confirm.")
         elif confirm and line.lower() == "yes":
             self.write(await self.service.forget(self.user))
-        elif command == "/export":
-            archive = await self.service.export(self.user)
-            self.write(f"capret> saved {self._save('export', archive)}")
+        elif command in ("/export", "/tiles"):
+            await self._save_file(command)
         else:
             await self._converse(command, rest)
         return True
@@ -108,9 +110,18 @@ class TerminalChat:
             self.write(f"  {hit.score:.3f}  {hit.label}  {hit.path}")
         self.write(f"  contact sheet: {sheet}")
 
-    def _save(self, stem: str, data: bytes) -> Path:
+    async def _save_file(self, command: str) -> None:
+        """/export (the person's data, a zip) or /tiles (the newest large scene's grid, a PNG)."""
+        if command == "/export":
+            path = self._save("export", await self.service.export(self.user), "zip")
+            self.write(f"capret> saved {path}")
+        else:
+            path = self._save("tiles", await self.service.tiles(self.user), "png")
+            self.write(f"capret> tile sheet: {path}")
+
+    def _save(self, stem: str, data: bytes, suffix: str) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.zip"
+        path = self.out_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.{suffix}"
         path.write_bytes(data)
         return path
 

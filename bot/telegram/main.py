@@ -67,17 +67,17 @@ def build_application(
     return application
 
 
+# Every command the bot answers in Telegram: its replies name no other
+# (tests/bot/test_command_names.py).
+COMMANDS = ("start", "help", "about", "reset", "history", "export", "forget", "search", "more",
+            "similar", "stats", "tiles")
+
+
 def register(application: Application, handlers: Handlers) -> None:
     """Attach every handler; the guard (allow-list, rate limit) runs first."""
     application.add_handler(TypeHandler(Update, handlers.guard), group=-1)
-    commands = {
-        "start": handlers.start, "help": handlers.help, "about": handlers.about,
-        "reset": handlers.reset, "history": handlers.history, "export": handlers.export,
-        "forget": handlers.forget, "search": handlers.search, "more": handlers.more,
-        "similar": handlers.similar, "stats": handlers.stats, "tiles": handlers.tiles,
-    }
-    for name, callback in commands.items():
-        application.add_handler(CommandHandler(name, callback))
+    for name in COMMANDS:  # each handled by the method of its name
+        application.add_handler(CommandHandler(name, getattr(handlers, name)))
     application.add_handler(CallbackQueryHandler(handlers.forget_answer, pattern=r"^forget:"))
     application.add_handler(CallbackQueryHandler(handlers.feedback_answer,
                                                  pattern=r"^rate:\d+:-?1$"))
