@@ -76,11 +76,5 @@ def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Ba
     if config.backend == "vllm":
         from engine.backends.vllm_connect import connect_vllm  # only when configured
 
-        generation = config.generation  # fail at start, not on every message
-        if generation.strategy == "beam" or generation.description_beams > 1:
-            raise ValueError("engine.generation.strategy: beam and description_beams > 1 are "
-                             "not available with backend vllm (vLLM's beam search does not "
-                             "take prompt embeddings): use greedy and description_beams: 1")
-
         return connect_vllm(config.vllm, lm, bridge)
     raise ValueError(f"unknown backend {config.backend!r} (known: 'hf', 'vllm')")

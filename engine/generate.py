@@ -140,10 +140,10 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
         hidden = stepper.step(torch.tensor(tokens))
     done.extend(BeamCandidate(float(t) / max(len(b), 1) ** s.length_penalty, b, False)
                 for t, b in zip(totals.tolist(), beams, strict=True))
-    yield from _replay(stepper, embeds, _chosen(done, s), s)
+    yield from _replay(stepper, embeds, chosen_beam(done, s), s)
 
 
-def _chosen(done: list[BeamCandidate], s: DecodeSettings) -> list[int]:
+def chosen_beam(done: list[BeamCandidate], s: DecodeSettings) -> list[int]:
     """The likeliest beam, or with ``s.rerank`` the best of the likeliest finished ones."""
     if s.rerank is None:
         return max(done, key=lambda c: c.score).ids

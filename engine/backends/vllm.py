@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from engine.backends.vllm_beam import beam_search, in_parallel, step_body, top_logprobs
 from engine.backends.vllm_http import HttpClient, VllmError
 from engine.backends.vllm_payload import completion_body, pooling_body
 from engine.backends.vllm_replicas import Replicas
@@ -44,19 +45,33 @@ class VllmBackend:
 
     def decode(self, embeds: torch.Tensor, settings: DecodeSettings) -> Iterator[DecodeEvent]:
         """Token ids as the server chooses them, then ``Finished`` (with [RET]'s hidden state)."""
-        if settings.strategy == "beam" and settings.num_beams > 1:
-            raise VllmError("beam search is not available with the vllm backend: vLLM's beam "
-                            "search does not take prompt embeddings; use greedy or sample")
         ids: list[int] = []
-        body = completion_body(self.model, embeds, settings, self.stream)
-        for token in self.generate.stream(lambda client: self._tokens(client, body, settings),
-                                          settings.session):
+        for token in self._decoded(embeds, settings):
             ids.append(token)
             yield token
         if ids and ids[-1] == settings.ret_id:
             yield Finished(self.last_hidden(torch.cat([embeds, self._embed(ids, embeds)])))
         else:
             yield Finished(None)
+
+    def _decoded(self, embeds: torch.Tensor, s: DecodeSettings) -> Iterator[int]:
+        """Greedy or sampled ids streamed from a server; a beam search's from the client's
+        steps (vLLM's own takes no prompt embeddings).
+        """
+        if s.strategy == "beam" and s.num_beams > 1:
+            best = beam_search(in_parallel(lambda beam: self._beam_step(embeds, beam, s)), s)
+            yield from _until_stop(best, s)
+            return
+        body = completion_body(self.model, embeds, s, self.stream)
+        yield from self.generate.stream(lambda client: self._tokens(client, body, s),
+                                        s.session)
+
+    def _beam_step(self, embeds: torch.Tensor, beam: list[int], s: DecodeSettings
+                   ) -> dict[int, float]:
+        prompt = torch.cat([embeds, self._embed(beam, embeds)]) if beam else embeds
+        body = step_body(self.model, prompt, beam, s, 2 * s.num_beams)
+        return top_logprobs(self.generate.call(
+            lambda client: client.post("/v1/completions", body), s.session))
 
     def forget_session(self, session: str) -> None:
         """The servers manage their own KV (prefix caching); the conversation picks afresh."""
@@ -100,6 +115,11 @@ class VllmBackend:
             stop = choice.get("stop_reason", stop)
         if stop == s.ret_id:  # a server that leaves the stop token out of token_ids
             yield s.ret_id
+
+
+def _until_stop(ids: list[int], s: DecodeSettings) -> list[int]:
+    """A beam's ids as ``_tokens`` gives a reply's: no closing EOS, [RET] kept."""
+    return [t for t in ids if t not in s.eos_ids]
 
 
 def pooled_vector(answer: dict[str, Any], width: int) -> torch.Tensor:

@@ -15,8 +15,9 @@ import re
 import torch
 
 from engine.backends.vllm import VllmBackend, pooled_vector
+from engine.backends.vllm_beam import step_body, top_logprobs
 from engine.backends.vllm_http import HttpClient, HttpSettings, VllmError, VllmRequestError
-from engine.backends.vllm_payload import completion_body, pooling_body
+from engine.backends.vllm_payload import MAX_LOGIT_BIAS, completion_body, pooling_body
 from engine.backends.vllm_replicas import Replicas, expand_urls
 from engine.bridge import Bridge
 from engine.config import VllmConfig
@@ -73,6 +74,7 @@ def check_servers(backend: VllmBackend, lm: LanguageModel) -> None:
                         "serve the same exported checkpoint")
     for replica in backend.generate.replicas:
         _check_prompt_embeds(replica.client, backend, lm)
+        _check_logprobs_mode(replica.client, backend, lm)
     for replica in backend.pool.replicas:
         _check_ret_row(replica.client, backend, lm)
     logger.info("vLLM servers ready: generate %s, pooling %s, serving %s",
@@ -140,6 +142,21 @@ def _check_prompt_embeds(client: HttpClient, backend: VllmBackend, lm: LanguageM
                 if "prompt" in str(exc).lower() and "embed" in str(exc).lower() else "")
         raise VllmError(f"the generate server {client.base_url} refuses prompt embeddings: "
                         f"{exc}{hint}") from exc
+
+
+def _check_logprobs_mode(client: HttpClient, backend: VllmBackend, lm: LanguageModel) -> None:
+    """Beam steps need log-probabilities after the logit bias and penalty: with [RET] pushed
+    to the top by the largest bias, a server reporting processed ones ranks it first.
+    """
+    ids = lm.tokenizer("Hello", add_special_tokens=False).input_ids
+    settings = DecodeSettings("beam", 1, 1.0, 1.0, 1, 1.0, MAX_LOGIT_BIAS, True, lm.ret_id,
+                              frozenset(lm.eos_ids))
+    top = top_logprobs(client.post("/v1/completions", step_body(
+        backend.model, backend.embed_tokens(ids), [], settings, width=1)))
+    if max(top, key=lambda token: top[token]) != lm.ret_id:
+        raise VllmError(f"the generate server {client.base_url} reports log-probabilities "
+                        "before the logit bias: start it with --logprobs-mode "
+                        "processed_logprobs (`capret serve-llm` does); beam search needs them")
 
 
 def _check_ret_row(client: HttpClient, backend: VllmBackend, lm: LanguageModel) -> None:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # The engine's repetition penalty (generated tokens only), loaded into the generate server.
 PLUGIN_DIR = Path(__file__).resolve().parent / "vllm_plugin"
 PENALTY_PROCESSOR = "capret_penalty:OutputRepetitionPenalty"
+LOGPROBS_MODE = "processed_logprobs"
 # LAST pooling of the last layer, no activation: exactly the hidden state at the final position.
 POOLER_CONFIG = {"pooling_type": "LAST", "use_activation": False}
 # What the issue found works on a 2-core CPU: eager mode (compiling costs ~145 s a start for
@@ -66,7 +67,9 @@ def server_argv(s: ServeSettings, role: Literal["generate", "pooling"]) -> list[
     else:
         argv += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
     if role == "generate":
-        argv += ["--logits-processors", PENALTY_PROCESSOR]
+        # Beam search steps from the client read log-probabilities after the penalty and the
+        # [RET] bias, as the hf backend scores beams (engine/backends/vllm_beam.py).
+        argv += ["--logits-processors", PENALTY_PROCESSOR, "--logprobs-mode", LOGPROBS_MODE]
     else:
         argv += ["--runner", "pooling", "--pooler-config", json.dumps(POOLER_CONFIG),
                  "--chat-template", str(s.checkpoint / TEMPLATE_FILE)]

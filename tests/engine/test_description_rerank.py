@@ -12,8 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.config import EngineConfig, GenerationConfig
-from engine.factory import build_backend
 from engine.generate import BeamCandidate, DecodeSettings, Finished, decode
 from engine.model import RSCapRet
 from engine.prompt import image_turn
@@ -116,11 +114,3 @@ def test_the_bonus_is_the_weighted_search_score_of_the_words(image: Image.Image)
             [Turn("user", (TextPart(RETRIEVAL_PROMPTS[0].format(query=text)),))], {})
         assert got == pytest.approx(2.5 * 3 * float(query @ row), abs=1e-4)
     assert len(set(np.round(bonus, 6))) == 3
-
-
-def test_the_vllm_backend_refuses_descriptions_by_beam_at_start() -> None:
-    engine = tiny_engine()
-    config = EngineConfig(backend="vllm",
-                          generation=GenerationConfig(description_beams=5, description_match=1))
-    with pytest.raises(ValueError, match="description_beams"):
-        build_backend(config, engine.lm, engine.bridge)

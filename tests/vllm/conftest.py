@@ -25,7 +25,7 @@ from engine.backends.vllm_launch import ServerPair, ServeSettings
 from engine.config import EngineConfig
 from engine.model import RSCapRet
 from tests.paths import PROJECT
-from tests.vllm.shipped import shipped_greedy
+from tests.vllm.shipped import shipped_default
 
 VLLM_PYTHON = Path(os.environ.get("CAPRET_VLLM_PYTHON")
                    or PROJECT / ".venv-vllm" / "bin" / "python")
@@ -43,7 +43,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def hf_engine() -> RSCapRet:
     """The shipped default on the hf backend: the reference the vllm backend must equal."""
-    return create_engine(shipped_greedy())
+    return create_engine(shipped_default())
 
 
 @pytest.fixture(scope="session")
@@ -95,4 +95,4 @@ def vllm_config(base: EngineConfig, servers: ServerPair, **vllm: Any) -> EngineC
 @pytest.fixture(scope="session")
 def vllm_engine(servers: ServerPair) -> RSCapRet:
     """The shipped default on the vllm backend, built by ``create_engine`` (checks included)."""
-    return create_engine(vllm_config(shipped_greedy(), servers))
+    return create_engine(vllm_config(shipped_default(), servers))

@@ -67,9 +67,13 @@ def test_sampling_with_a_seed_repeats(vllm_engine: RSCapRet) -> None:
     assert other.token_ids != first.token_ids
 
 
-def test_beam_search_says_it_is_not_available(vllm_engine: RSCapRet) -> None:
-    with pytest.raises(VllmError, match="beam search"):
-        vllm_engine.generate(QUESTION, {}, GenerationOptions(strategy="beam", num_beams=3))
+def test_beam_search_steps_from_the_client_as_hf(hf_engine: RSCapRet,
+                                                 vllm_engine: RSCapRet) -> None:
+    options = GenerationOptions(strategy="beam", num_beams=3, max_new_tokens=20,
+                                allow_retrieval=False)
+    beams = vllm_engine.generate(QUESTION, {}, options)
+    assert beams.token_ids == hf_engine.generate(QUESTION, {}, options).token_ids
+    assert beams.text
 
 
 def test_eight_conversations_at_once(hf_engine: RSCapRet, vllm_engine: RSCapRet) -> None:

@@ -16,7 +16,7 @@ from bot.config import AppConfig, load_config
 from engine.backends.vllm_launch import ServerPair, ServeSettings, server_argv, server_env
 from tests.paths import PROJECT
 from tests.vllm.conftest import free_port, vllm_config
-from tests.vllm.shipped import shipped_greedy
+from tests.vllm.shipped import shipped_default
 
 VLLM_YAML = PROJECT / "configs" / "vllm.yaml"
 
@@ -38,6 +38,7 @@ def test_serve_llm_cpu_command_lines(tmp_path: Path) -> None:
         assert "--enable-prompt-embeds" in argv and "--enforce-eager" in argv
         assert argv[argv.index("--served-model-name") + 1] == "rs-capret"
     assert "--runner" not in generate and "--logits-processors" in generate
+    assert generate[generate.index("--logprobs-mode") + 1] == "processed_logprobs"
     assert json.loads(pooling[pooling.index("--pooler-config") + 1]) == {
         "pooling_type": "LAST", "use_activation": False}
     assert pooling[pooling.index("--chat-template") + 1] == str(tmp_path / "passthrough.jinja")
@@ -64,7 +65,7 @@ def test_doctor_checks_both_servers(servers: ServerPair) -> None:
 
 def test_vllm_config_is_the_default_served_by_vllm() -> None:
     """configs/vllm.yaml must stay the shipped default's model, or the bridge would not fit."""
-    default, served = shipped_greedy(), load_config(VLLM_YAML).engine
+    default, served = shipped_default(), load_config(VLLM_YAML).engine
     assert served.backend == "vllm"
     assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
 
@@ -81,7 +82,7 @@ def test_compose_file_serves_as_serve_llm_does_on_a_gpu() -> None:
         assert service["command"] == server_argv(settings, role)[3:]
     served = load_config(PROJECT / "configs" / "compose-gpu.yaml").engine
     assert served.vllm.checkpoint == "/checkpoint"
-    default = shipped_greedy()
+    default = shipped_default()
     assert dataclasses.replace(served, backend="hf", vllm=default.vllm) == default
 
 

@@ -1,5 +1,6 @@
-"""The same conversations through the hf and vllm backends: identical greedy text and [RET]
-queries within 1e-3, on the shipped default (real weights, trained bridge, real RSICD images).
+"""The same conversations through the hf and vllm backends: identical text and [RET] queries
+within 1e-3, on the shipped default (real weights, trained bridge, real RSICD images): replies
+greedy, descriptions beam-searched and re-ranked by the search match, as the default decodes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ vLLM's own ``repetition_penalty`` also penalises the prompt's tokens; a prompt s
 embeddings has none, and vLLM then reads whatever ids its batch buffer holds at those
 positions (zeros, or another request's tokens), so replies would depend on earlier requests and
 differ from the hf backend's. The backend sends ``repetition_penalty: 1`` and this penalty in
-``vllm_xargs``; `capret serve-llm` loads this file with ``--logits-processors``.
+``vllm_xargs``; `capret serve-llm` loads this file with ``--logits-processors``. A client-side
+beam search (engine/backends/vllm_beam.py) asks one token at a time with the beam's earlier
+tokens in its prompt: it names them in ``vllm_xargs[PREVIOUS]`` and they count as generated.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from vllm.v1.sample.logits_processor import (
 )
 
 KEY = "capret_repetition_penalty"
+PREVIOUS = "capret_previous"  # token ids generated before this request, penalised as its own
 
 
 class OutputRepetitionPenalty(LogitsProcessor):
@@ -27,14 +30,17 @@ class OutputRepetitionPenalty(LogitsProcessor):
     """
 
     def __init__(self, vllm_config: object, device: torch.device, is_pin_memory: bool) -> None:
-        # batch row -> (penalty, the request's live list of output token ids)
-        self.rows: dict[int, tuple[float, list[int]]] = {}
+        # batch row -> (penalty, earlier ids, the request's live list of output token ids)
+        self.rows: dict[int, tuple[float, list[int], list[int]]] = {}
 
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
         value = (sampling_params.extra_args or {}).get(KEY)
         if value is not None and not float(value) > 0:
             raise ValueError(f"{KEY} must be > 0, got {value}")
+        previous = (sampling_params.extra_args or {}).get(PREVIOUS, [])
+        if not isinstance(previous, list) or not all(isinstance(i, int) for i in previous):
+            raise ValueError(f"{PREVIOUS} must be a list of token ids")
 
     def is_argmax_invariant(self) -> bool:
         return False
@@ -45,10 +51,11 @@ class OutputRepetitionPenalty(LogitsProcessor):
         for index in batch_update.removed:
             self.rows.pop(index, None)
         for index, params, _prompt, output in batch_update.added:
-            value = (params.extra_args or {}).get(KEY) if params is not None else None
+            extra = (params.extra_args or {}) if params is not None else {}
+            value = extra.get(KEY)
             self.rows.pop(index, None)
             if value is not None and float(value) != 1.0:
-                self.rows[index] = (float(value), output)
+                self.rows[index] = (float(value), list(extra.get(PREVIOUS, [])), output)
         for source, target, direction in batch_update.moved:
             moving, there = self.rows.pop(source, None), self.rows.pop(target, None)
             if moving is not None:
@@ -57,10 +64,10 @@ class OutputRepetitionPenalty(LogitsProcessor):
                 self.rows[source] = there
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        for index, (penalty, output) in self.rows.items():
-            if not output:
+        for index, (penalty, previous, output) in self.rows.items():
+            if not previous and not output:
                 continue
-            seen = torch.tensor(sorted(set(output)), device=logits.device)
+            seen = torch.tensor(sorted({*previous, *output}), device=logits.device)
             values = logits[index, seen]
             logits[index, seen] = torch.where(values > 0, values / penalty, values * penalty)
         return logits
