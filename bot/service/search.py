@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bot.bot_config import BotConfig
+from bot.errors import UserFacingError
 from bot.replies import Hit
 from bot.service.copies import fingerprint, same_picture
 from bot.service.store_port import SavedSearch, StorePort
@@ -21,6 +22,8 @@ from bot.service.workers import Workers
 
 NO_OWN_IMAGES = ("You have not sent me any images yet: every image you send joins your own "
                  "gallery, searchable only by you. /search <text> looks in the public gallery.")
+DEPTH_REACHED = ("That search has shown its {n} best images, as far as /more goes. Ask again "
+                 "in other words for different ones.")
 # Extra results fetched for a search by example, so that leaving out copies still leaves enough.
 COPY_ROOM = 2
 
@@ -41,7 +44,7 @@ class GallerySearch:
         search showed, their copies.
 
         A ``fresh`` search is remembered for ``/more`` and starts with nothing shown; a
-        continued one skips what the search has shown and stops after ``max_search_depth``.
+        continued one skips what the search has shown and refuses past ``max_search_depth``.
         """
         io = self.workers.io
         # Read before a fresh search forgets them: the results an example may be a copy of.
@@ -50,7 +53,8 @@ class GallerySearch:
             await io(self.store.remember_search, uid, search)
         exclude = await io(self.store.shown, uid)
         if len(exclude) >= self.config.max_search_depth and not fresh:
-            return ()
+            # Not "no more": there may well be more, this search just goes no deeper.
+            raise UserFacingError(DEPTH_REACHED.format(n=self.config.max_search_depth))
         k = self.config.search_results
         n = k + COPY_ROOM if skip else k
         exclude = exclude | set(skip)

@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.errors import UserFacingError
 from bot.service.conversation import ConversationService
+from bot.service.store_adapter import StoreAdapter
+from bot.service.user_ref import UserRef
 from store import Store
 from tests.bot.bot_api_stub import BotApiStub, Call
-from tests.bot.conftest import BotRunner, jpeg
+from tests.bot.conftest import BotRunner, jpeg, with_bot
 from tests.bot.test_service_store import png_sha
 from tests.fake_engine import FakeEngine, text_vector
 
@@ -82,3 +85,18 @@ async def test_the_same_search_twice_shows_the_same_best_images_and_more_goes_on
     await api.wait_for(lambda: len(albums(api)) == 3)
     more = album_files(albums(api)[-1])
     assert len(more) == 4 and not set(more) & set(album_files(first))
+
+
+async def test_more_past_the_depth_says_so_not_that_nothing_is_left(
+    real_store: Store, engine: FakeEngine
+) -> None:
+    adapter = StoreAdapter(real_store, engine.bridge_id, engine.score_scale)
+    svc = ConversationService(engine, adapter, with_bot(max_search_depth=8))
+    user = UserRef("test", "deep")
+    shown = [h.sha256 for h in (await svc.search(user, "harbour")).hits]
+    shown += [h.sha256 for h in (await svc.more(user)).hits]
+    assert len(set(shown)) == 8  # 12 public images: 4 more exist
+    with pytest.raises(UserFacingError, match="shown its 8 best images"):
+        await svc.more(user)
+    again = await svc.search(user, "harbour")
+    assert [h.sha256 for h in again.hits] == shown[:4], "asked again: the best again"
