@@ -165,3 +165,22 @@ async def test_the_confirmation_expires(
     finally:
         await runner.stop()
     assert rows(real_store, f"chat:{GROUP}")["messages"] == 2
+
+
+async def test_an_anonymous_administrators_request_is_confirmed_by_an_administrator(
+    api: BotApiStub, group_bot: BotRunner, real_store: Store
+) -> None:
+    await seed(api, GROUP)
+    # Sent "as the group" (only administrators can), from Telegram's GroupAnonymousBot.
+    await api.push_group_text(GROUP, 1087968824, f"/forget{BOT}", sender_chat=api.chats[GROUP])
+    await api.wait_for(lambda: any("reply_markup" in c.params
+                                   for c in api.sent("sendMessage", GROUP)))
+    question = next(c for c in api.sent("sendMessage", GROUP) if "reply_markup" in c.params)
+    shown = len(api.texts(GROUP))
+    await api.press(MEMBER, question, "Yes")
+    assert await last_text(api, GROUP, shown + 1) == (
+        "Only this group's administrators can delete its memory.")
+    assert rows(real_store, f"chat:{GROUP}")["messages"] == 2
+    await api.press(ADMIN, question, "Yes")
+    await api.wait_for(lambda: any("deleted everything" in t for t in api.texts(GROUP)))
+    assert rows(real_store, f"chat:{GROUP}")["messages"] == 0
