@@ -58,9 +58,10 @@ def test_doctor_checks_both_servers(servers: ServerPair) -> None:
     live = dataclasses.replace(config, engine=vllm_config(config.engine, servers))
     ok, line = check_vllm(live)
     assert ok and line.count("vLLM 0.32.0 serving") == 2, line
-    down = dataclasses.replace(live.engine.vllm, pool_urls=(f"http://127.0.0.1:{free_port()}",))
+    dead = f"http://127.0.0.1:{free_port()}"
+    down = dataclasses.replace(live.engine.vllm, pool_urls=(dead,))
     ok, line = check_vllm(AppConfig(engine=dataclasses.replace(live.engine, vllm=down)))
-    assert not ok and "pooling: cannot reach the vLLM server" in line, line
+    assert not ok and f"pooling {dead}: cannot reach the vLLM server" in line, line
 
 
 def test_vllm_config_is_the_default_served_by_vllm() -> None:
