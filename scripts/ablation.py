@@ -5,7 +5,7 @@
 Trains one bridge per variant on the first ``--limit-images`` RSICD train images for at most
 ``--max-steps`` steps, then evaluates it on the first ``--val`` val images (file-name order),
 and prints a Markdown table. Every variant gets the same data, steps and seed, so the rows
-compare with each other, not with the full-budget figures in the README. Variants:
+compare with each other, not with the full-budget figures in docs/EXPERIMENTS.md. Variants:
 
 - shipped: configs/default.yaml as is (its encoder, feature, k, losses, dialogues);
 - k=1: one prefix vector per image instead of four;

@@ -6,7 +6,7 @@
 Engine figures use the embedded default (configs/default.yaml) on real RSICD images. Ratios
 are what we hold to (absolute times drift between machines and with other load on the CPU);
 the machine facts, including the load average at the start, are written beside them.
-``--readme`` rewrites the README's benchmark table from the results.
+``--readme`` rewrites the benchmark table of docs/BENCHMARKS.md from the results.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def run_decode(engine: RSCapRet, embeds: torch.Tensor, settings: DecodeSettings)
 # ----- engine figures
 def caption_p50(engine: RSCapRet, pics: list[Image.Image]) -> dict[str, float]:
     """A description greedily (the target's figure) and as the config decodes it (the
-    embedded default beam-searches and re-ranks descriptions: README, "Decoding").
+    embedded default beam-searches and re-ranks descriptions: docs/EXPERIMENTS.md).
     """
     greedy = _description_times(engine, pics, GenerationOptions(allow_retrieval=False,
                                                                 strategy="greedy"))
@@ -383,11 +383,11 @@ def readme_table(results: dict[str, object]) -> str:
 
 
 def write_readme(results: dict[str, object]) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "BENCHMARKS.md"
     text = readme.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start not in text:
-        raise SystemExit("README.md has no <!-- bench:start --> marker")
+        raise SystemExit(f"{readme} has no <!-- bench:start --> marker")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
     readme.write_text(f"{head}{start}\n{readme_table(results)}\n{end}{tail}")
@@ -399,9 +399,10 @@ def main() -> int:
     parser.add_argument("--config")
     parser.add_argument("--quick", action="store_true", help="fewer runs, a 100k gallery")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--readme", action="store_true", help="rewrite README's table")
+    parser.add_argument("--readme", action="store_true",
+                        help="rewrite the table in docs/BENCHMARKS.md")
     parser.add_argument("--from-json", action="store_true",
-                        help="measure nothing: only rewrite README's table from --out")
+                        help="measure nothing: only rewrite that table from --out")
     parser.add_argument("--only", nargs="+", metavar="STEP",
                         help="re-measure these steps (concurrency, turns, overhead, caption, "
                              "encode, gallery, bot, rss, cold) into the existing --out")

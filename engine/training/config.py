@@ -59,7 +59,7 @@ class RetrievalRefitConfig:
     image_to_text_weight: float = 0.5
     # Temperature of the hubness prior made from every train request and image after the
     # refit (engine/hubness.py); 0 makes none. 5 raised val mR on both halves of `val` and
-    # on train images held out of a refit (README: "Discounting hubs").
+    # on train images held out of a refit (docs/EXPERIMENTS.md, "Discounting hubs").
     hubness_beta: float = 5.0
 
 
