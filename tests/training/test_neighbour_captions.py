@@ -4,13 +4,16 @@ gets its own captions back, the commonest neighbour caption wins, only train ima
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
+from bot.cli.main import main
 from engine.training.caption_datastore import (
     CaptionDatastore,
     build_datastore,
@@ -24,6 +27,7 @@ from engine.training.neighbour_captions import (
     nearest_rows,
     neighbour_captions,
 )
+from tests.paths import DEFAULT_CONFIG, PROJECT, RSICD
 
 
 def _store() -> CaptionDatastore:
@@ -100,3 +104,28 @@ def test_build_save_load_keeps_train_images_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="train images only"):
         build_datastore(_FakeEncoder(), [_record(tmp_path, "v.png", (1, 2, 3), "val")],
                         tmp_path / "cache")
+
+
+@pytest.mark.real_weights
+@pytest.mark.skipif(not RSICD.is_dir(), reason="needs the shared RSICD copy")
+def test_datastore_then_eval_commands(tmp_path: Path) -> None:
+    """`capret datastore` on a few train images, then `capret eval --neighbour-captions`."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["engine"]["vision"]["weights"] = str(PROJECT / "weights/encoder/visual.safetensors")
+    config["engine"]["bridge"]["weights"] = None
+    source = {"name": "rsicd", "annotations": str(RSICD / "dataset_rsicd.json"),
+              "images": str(RSICD / "images")}
+    config["train"] = {"sources": [source], "feature_cache": str(tmp_path / "cache")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    store = tmp_path / "datastore"
+    assert main(["--config", str(path), "datastore", "--out", str(store),
+                 "--limit-images", "6"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["--config", str(path), "eval", "--neighbour-captions", str(store), "--k", "3",
+                 "--limit", "2", "--examples", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    train_captions = {c for image in json.loads((store / "datastore.json").read_text())["images"]
+                      for c in image["captions"]}
+    assert len(report["captions"]) == 2 and set(report["captions"].values()) <= train_captions
+    assert {"BLEU-4", "METEOR", "CIDEr", "distinct_captions_%"} <= set(report["metrics"])
