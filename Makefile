@@ -74,9 +74,11 @@ test: install vllm check
 # on the fresh encoder, then its retrieval maps refit on cached [RET] states, then its answer
 # maps tuned (README, "Tuning the answers"). Checkpointed: run it again after a stop and it
 # resumes. The joint training stops at step 300 of its 410-step schedule (README, "Results").
-# The result: runs/bridge/bridge_tuned.
+# The result: runs/bridge/bridge_tuned, and runs/datastore (train captions and the fresh
+# encoder's vectors, what `capret eval --neighbour-captions` reads; shipped as weights/datastore).
 retrain: install
 	$(BIN)/capret train-encoder
+	$(BIN)/capret datastore --encoder runs/encoder/visual.safetensors --out runs/datastore
 	$(BIN)/capret train --encoder runs/encoder/visual.safetensors --max-steps 300
 	$(BIN)/capret refit-retrieval --encoder runs/encoder/visual.safetensors
 	$(BIN)/capret tune-answers --encoder runs/encoder/visual.safetensors \
