@@ -101,10 +101,12 @@ class FakeEngine:
         """Records the question, then replies as ``generate`` would, naming the kind."""
         with self._lock:
             self.answered.append((intent, list(seen)))
-        # Asked about ``seen`` alone (results just shown need not be in the dialogue).
-        asked = [Turn("user", (*dialogue[-1].parts[:1], *(ImagePart(s.key) for s in seen)))]
+        embeddings = {s.key: s.embedding for s in seen}
+        shas = {p.sha256 for t in dialogue for p in t.parts if isinstance(p, ImagePart)}
+        if not shas <= embeddings.keys():  # about results just shown, not the dialogue's own
+            dialogue = [Turn("user", (*dialogue[-1].parts[:1], *map(ImagePart, embeddings)))]
         options = GenerationOptions(allow_retrieval=False, session=session)
-        return self.generate(asked, {s.key: s.embedding for s in seen}, options).text
+        return self.generate(dialogue, embeddings, options).text
 
     def forget_session(self, session: str) -> None:
         """Record which conversation was forgotten."""
