@@ -69,7 +69,8 @@ def _asked(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
 
 def _over_all(answers: Answers, intent: Intent, seen: Sequence[Seen]) -> str:
     if len(seen) < 2:
-        return "There is only one image here: send another to compare them."
+        return ("I have only one image in our conversation now (earlier ones leave it after "
+                "a few messages): send the other again, and I will compare them.")
     if intent.kind == "which":
         best = answers.which(intent.subject, seen, intent.fewer)
         how = "least" if intent.fewer else "most"

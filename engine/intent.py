@@ -102,6 +102,8 @@ _WHICH = re.compile(
     r"those|the (?:two|three|images|pictures|photos|results)))?\s*(?:of (?:these|them|those|the "
     r"\w+))?\s*(?:is|are|has|have|shows?|contains?|includes?|looks? like|seems? to be|"
     r"depicts?|with)\b\s*(.*)$")
+_SEVERAL_WORDS = re.compile(r"^(?:so\s+|and\s+)?which (?:one|image|picture|photo|of)\b|"
+                            r"\b(?:between|both|the two|these|each other)\b")
 _COUNT = re.compile(
     r"\bhow many\s+(.+?)(?:\s+(?:are|is|do|can|could|does|did|would|will|in|on|there|here|"
     r"you|i)\b.*)?$|\b(?:count|number of)\s+(?:the\s+)?(.+?)(?:\s+(?:in|on|here|there)\b.*)?$")
@@ -217,7 +219,10 @@ def _names_results(words: str, images: int) -> bool:
 
 def _question(words: str, images: int) -> Intent:
     target = _target(words)
-    if images >= 2 and target is None and (several := _several(words)) is not None:
+    # Over several images, or worded so ("which one...?" with one image left in the context
+    # is answered that there is only one).
+    if target is None and (images >= 2 or _SEVERAL_WORDS.search(words)) \
+            and (several := _several(words)) is not None:
         return several
     return _single(words, target)
 

@@ -67,3 +67,11 @@ def test_results_questions_point_at_the_images_just_shown() -> None:
 def test_fewer_asks_for_the_lowest_score() -> None:
     assert read_intent("which has fewer trees?", 2).fewer
     assert not read_intent("which has more trees?", 2).fewer
+
+
+def test_a_comparison_with_one_image_left_is_still_read_as_one() -> None:
+    # The context keeps the last few turns: "which one...?" may find one image there, and
+    # is answered that there is only one rather than as something else.
+    assert read_intent("which image has more water?", images=1).kind == "which"
+    assert read_intent("what changed between the two?", images=1).kind == "compare"
+    assert read_intent("is there a river?", images=1).kind == "presence"
