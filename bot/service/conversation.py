@@ -84,7 +84,8 @@ class ConversationService:
             reply = await self._described(uid, dialogue, embeddings, images, progress)
         else:
             reply = await self._questions.answer(uid, intent, dialogue, embeddings)
-        self._questions.remember(uid, ())
+        if images:  # a new photo is what "these" means now; results stay for other questions
+            self._questions.remember(uid, ())
         turn_id = await self._db(self.store.append_exchange, uid, user_turn,
                                  reply_turn(reply, ()))
         notice = await self._uploads.index(uid, images)

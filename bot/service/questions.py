@@ -35,11 +35,11 @@ class Questions:
         self._results: dict[int, tuple[Hit, ...]] = {}
 
     def shown(self, uid: int) -> tuple[Hit, ...]:
-        """The images the conversation's last search showed (empty after any other reply)."""
+        """The images the conversation's last search showed (until a photo comes)."""
         return self._results.get(uid, ())
 
     def remember(self, uid: int, hits: Sequence[Hit]) -> None:
-        """Keep what a search showed, for "describe the second one"; other replies clear it."""
+        """Keep what a search showed, for "describe the second one" (empty: forget it)."""
         if hits:
             self._results[uid] = tuple(hits)
         else:

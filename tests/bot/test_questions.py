@@ -44,6 +44,9 @@ async def test_questions_about_results_are_about_the_images_just_shown(
     intent, seen = engine.answered[-1]
     assert intent.results and intent.target == 1
     assert [s.key for s in seen] == [hit.sha256 for hit in shown]
+    await service.ask(ALICE, "which of these is a port?")
+    intent, seen = engine.answered[-1]
+    assert intent.kind == "which" and [s.key for s in seen] == [h.sha256 for h in shown]
     await service.ask(ALICE, "is there a river?")
     intent, seen = engine.answered[-1]
     assert not intent.results and [s.key for s in seen] == own
