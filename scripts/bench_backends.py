@@ -1,11 +1,16 @@
 """Tokens/s of the hf and vllm backends for 1 and 8 concurrent conversations, and the [RET]
-round trip (the pooling request for the hidden state), on the shipped default.
+round trip (the pooling request for the hidden state), on the shipped default; then tokens/s
+for 16 conversations at once on one generate server and on two (replicas).
 
-    .venv/bin/python scripts/bench_backends.py                  # exports, starts both servers
-    .venv/bin/python scripts/bench_backends.py --ports 8000,8001  # servers already running
+    .venv/bin/python scripts/bench_backends.py                  # exports, starts three servers
+    .venv/bin/python scripts/bench_backends.py --ports 8000,8001,8002  # already running
 
-Needs the vLLM venv (`make vllm`) unless --ports is given. Greedy, 40 new tokens, [RET] off so
-every reply runs to the limit or EOS; tokens/s counts generated tokens over wall time.
+Needs the vLLM venv (`make vllm`) unless --ports is given (GENERATE,POOLING[,GENERATE2]; no
+replica row without the third). Greedy, 40 new tokens, [RET] off so every reply runs to the
+limit or EOS; tokens/s counts generated tokens over wall time. Each CPU server computes on one
+OpenMP thread, unpinned (vllm_launch.CPU_ENV): on a 2-core machine one generate server uses
+about one core, two can use both, and the bench's own process (prompt embeddings) and the
+pooling server take their share of the same two.
 """
 
 from __future__ import annotations
@@ -54,10 +59,11 @@ def ret_round_trip_ms(engine: RSCapRet, repeats: int = 10) -> float:
     return statistics.median(times)
 
 
-def vllm_engine(base: EngineConfig, pair: ServerPair) -> RSCapRet:
-    urls = pair.urls
-    config = dataclasses.replace(base.vllm, generate_urls=(urls["generate"],),
-                                 pool_urls=(urls["pooling"],))
+def vllm_engine(base: EngineConfig, pair: ServerPair, *more: ServerPair) -> RSCapRet:
+    """The default on vLLM: ``pair``'s servers, and the generate servers of ``more``."""
+    generate = (pair.urls["generate"], *(p.urls["generate"] for p in more))
+    config = dataclasses.replace(base.vllm, generate_urls=generate,
+                                 pool_urls=(pair.urls["pooling"],))
     return create_engine(dataclasses.replace(base, backend="vllm", vllm=config))
 
 
@@ -72,26 +78,53 @@ def start_servers(hf: RSCapRet, folder: Path) -> ServerPair:
     return pair
 
 
+def start_replica(pair: ServerPair, port: int) -> ServerPair:
+    """A second generate server on ``pair``'s checkpoint."""
+    replica = ServerPair(dataclasses.replace(pair.settings, generate_port=port),
+                         pair.log_dir / "replica")
+    replica.log_dir.mkdir(parents=True, exist_ok=True)
+    replica.spawn("generate")
+    print(f"second generate server ready in {replica.wait_ready(900):.0f} s")
+    return replica
+
+
+def replica_row(base: EngineConfig, pair: ServerPair, replica: ServerPair) -> None:
+    """16 conversations at once on one generate server, then on two."""
+    one = tokens_per_s(vllm_engine(base, pair), 16)
+    two = tokens_per_s(vllm_engine(base, pair, replica), 16)
+    print(f"vllm  16 at once: 1 generate server {one:6.1f} tokens/s   2 replicas {two:6.1f} "
+          "tokens/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ports", help="GENERATE,POOLING of running servers")
+    parser.add_argument("--ports", help="GENERATE,POOLING[,GENERATE2] of running servers")
     args = parser.parse_args()
     base = load_config().engine
     hf = create_engine(base)
     with tempfile.TemporaryDirectory() as tmp:
+        replica: ServerPair | None = None
         if args.ports:
-            generate, pooling = (int(p) for p in args.ports.split(","))
+            generate, pooling, *second = (int(p) for p in args.ports.split(","))
             pair = ServerPair(ServeSettings(Path(tmp), "", generate_port=generate,
                                             pooling_port=pooling), Path(tmp))
+            if second:
+                replica = ServerPair(dataclasses.replace(pair.settings,
+                                                         generate_port=second[0]), Path(tmp))
         else:
             pair = start_servers(hf, Path(tmp))
+            replica = start_replica(pair, 18102)
         try:
             engines = {"hf": hf, "vllm": vllm_engine(base, pair)}
             for name, engine in engines.items():
                 one, eight = tokens_per_s(engine, 1), tokens_per_s(engine, 8)
                 print(f"{name:5s} 1 conversation {one:6.1f} tokens/s   8 at once {eight:6.1f} "
                       f"tokens/s   [RET] round trip {ret_round_trip_ms(engine):6.1f} ms")
+            if replica is not None:
+                replica_row(base, pair, replica)
         finally:
+            if replica is not None:
+                replica.stop()
             pair.stop()
 
 
