@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from store import turn_sql
@@ -76,11 +76,11 @@ class Repository:
         snapshot: a chat message's one read.
         """
         pid = str(platform_id)
-        with self.db.read() as s:
-            found = turn_sql.user_and_active(s.connection(), platform, pid)
+        with self.db.read_conn() as conn:
+            found = turn_sql.user_and_active(conn, platform, pid)
             if found is not None:
                 user_id, conv = found
-                return user_id, self._context(s, conv, max_turns, max_images)
+                return user_id, self._context(conn, conv, max_turns, max_images)
         return self.get_or_create_user(platform, pid).id, Context(None, ())
 
     def get_user(self, user_id: int) -> UserInfo:
@@ -166,7 +166,8 @@ class Repository:
         with self.db.read() as s:
             _user(s, user_id)
             conv = _active(s, user_id)
-            return self._context(s, None if conv is None else conv.id, max_turns, max_images)
+            return self._context(s.connection(), None if conv is None else conv.id, max_turns,
+                                 max_images)
 
     def history(self, user_id: int, conversation_id: int | None = None) -> list[StoredTurn]:
         """Every turn of one of the user's conversations (default: the active one)."""
@@ -214,14 +215,14 @@ class Repository:
             return conv.id
 
     # ----- internals ---------------------------------------------------------------------
-    def _context(self, s: Session, conversation_id: int | None, max_turns: int | None,
+    def _context(self, conn: Connection, conversation_id: int | None, max_turns: int | None,
                  max_images: int | None) -> Context:
         """The window of a conversation (None: the user has none yet) within the budgets."""
         max_turns = self.config.context_turns if max_turns is None else max_turns
         max_images = self.config.context_images if max_images is None else max_images
         if conversation_id is None:
             return Context(None, ())
-        rows = turn_sql.newest_turns(s.connection(), conversation_id, max(max_turns, 1) + 1)
+        rows = turn_sql.newest_turns(conn, conversation_id, max(max_turns, 1) + 1)
         return _window(rows, max_turns, max_images)
 
     def _append_all(self, s: Session, user_id: int,

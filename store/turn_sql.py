@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Row, Table, and_, func, insert, select
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 
 from store.errors import UnknownUserError
 from store.tables import Base, as_utc, utcnow
@@ -25,14 +35,37 @@ PARTS: Table = Base.metadata.tables["message_parts"]
 
 _ACTIVE = and_(CONVERSATIONS.c.user_id == USERS.c.id, CONVERSATIONS.c.closed_at.is_(None))
 
+# Each statement is built once, its values bound at execution: building a select per call
+# cost four times its execution on SQLite (263 vs 61 us), and a built statement keeps its
+# compiled form's cache key.
+_USER_AND_ACTIVE = (
+    select(USERS.c.id, CONVERSATIONS.c.id).select_from(USERS.outerjoin(CONVERSATIONS, _ACTIVE))
+    .where(USERS.c.platform == bindparam("platform"),
+           USERS.c.platform_id == bindparam("platform_id")))
+_LOCK_USER = select(USERS.c.id).where(USERS.c.id == bindparam("user_id")).with_for_update()
+_ACTIVE_AND_NEXT = select(
+    CONVERSATIONS.c.id,
+    select(func.max(MESSAGES.c.position))
+    .where(MESSAGES.c.conversation_id == CONVERSATIONS.c.id).scalar_subquery(),
+).where(CONVERSATIONS.c.user_id == bindparam("user_id"), CONVERSATIONS.c.closed_at.is_(None))
+_NEWEST_TURNS = (
+    select(MESSAGES.c.id, MESSAGES.c.role, MESSAGES.c.position, MESSAGES.c.created_at,
+           PARTS.c.kind, PARTS.c.text, PARTS.c.image_sha256)
+    .select_from(MESSAGES.outerjoin(PARTS, PARTS.c.message_id == MESSAGES.c.id))
+    .where(MESSAGES.c.id.in_(
+        select(MESSAGES.c.id).where(MESSAGES.c.conversation_id == bindparam("conversation_id"))
+        .order_by(MESSAGES.c.position.desc()).limit(bindparam("limit")).scalar_subquery()))
+    .order_by(MESSAGES.c.position.desc(), PARTS.c.position))
+_NEW_CONVERSATION = insert(CONVERSATIONS)
+_NEW_MESSAGE = insert(MESSAGES)
+_NEW_PART = insert(PARTS)
+
 
 def user_and_active(conn: Connection, platform: str, platform_id: str
                     ) -> tuple[int, int | None] | None:
     """(user id, active conversation id or None) of a chat platform id; None: no such user."""
-    row = conn.execute(
-        select(USERS.c.id, CONVERSATIONS.c.id)
-        .select_from(USERS.outerjoin(CONVERSATIONS, _ACTIVE))
-        .where(USERS.c.platform == platform, USERS.c.platform_id == platform_id)).first()
+    row = conn.execute(_USER_AND_ACTIVE, {"platform": platform,
+                                          "platform_id": platform_id}).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -40,8 +73,7 @@ def lock_user(conn: Connection, user_id: int) -> None:
     """Lock the user's row for appending turns (PostgreSQL; SQLite's writers are serial).
     UnknownUserError when the user is absent.
     """
-    found = conn.scalar(select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
-    if found is None:
+    if conn.scalar(_LOCK_USER, {"user_id": user_id}) is None:
         raise UnknownUserError(f"no user with id {user_id}")
 
 
@@ -50,10 +82,7 @@ def active_and_next(conn: Connection, user_id: int) -> tuple[int | None, int]:
     takes. Read after ``lock_user``, in a statement of its own: under PostgreSQL's read
     committed, a new statement sees what the previous lock holder committed.
     """
-    last = (select(func.max(MESSAGES.c.position))
-            .where(MESSAGES.c.conversation_id == CONVERSATIONS.c.id).scalar_subquery())
-    row = conn.execute(select(CONVERSATIONS.c.id, last).where(
-        CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.closed_at.is_(None))).first()
+    row = conn.execute(_ACTIVE_AND_NEXT, {"user_id": user_id}).first()
     if row is None:
         return None, 0
     return row[0], 0 if row[1] is None else int(row[1]) + 1
@@ -61,35 +90,29 @@ def active_and_next(conn: Connection, user_id: int) -> tuple[int | None, int]:
 
 def new_conversation(conn: Connection, user_id: int) -> int:
     """Start an active conversation for the user (who has none); its id."""
-    result = conn.execute(insert(CONVERSATIONS).values(user_id=user_id, started_at=utcnow()))
-    return _new_id(result)
+    return _new_id(conn.execute(_NEW_CONVERSATION, {"user_id": user_id,
+                                                    "started_at": utcnow()}))
 
 
 def insert_message(conn: Connection, conversation_id: int, position: int,
                    role: Role) -> tuple[int, datetime]:
     """Insert a message row; its id and creation time."""
     at = utcnow()
-    result = conn.execute(insert(MESSAGES).values(
-        conversation_id=conversation_id, position=position, role=role, created_at=at))
+    result = conn.execute(_NEW_MESSAGE, {"conversation_id": conversation_id,
+                                         "position": position, "role": role, "created_at": at})
     return _new_id(result), at
 
 
 def insert_part(conn: Connection, message_id: int, position: int, part: StoredPart) -> None:
     """Insert one part of a message (its image, if any, is stored already)."""
-    conn.execute(insert(PARTS).values(message_id=message_id, position=position, kind=part.kind,
-                                      text=part.text, image_sha256=part.sha256))
+    conn.execute(_NEW_PART, {"message_id": message_id, "position": position, "kind": part.kind,
+                             "text": part.text, "image_sha256": part.sha256})
 
 
 def newest_turns(conn: Connection, conversation_id: int, limit: int) -> list[StoredTurn]:
     """The conversation's newest ``limit`` turns with their parts, newest first (one query)."""
-    newest = (select(MESSAGES.c.id).where(MESSAGES.c.conversation_id == conversation_id)
-              .order_by(MESSAGES.c.position.desc()).limit(limit))
-    rows = conn.execute(
-        select(MESSAGES.c.id, MESSAGES.c.role, MESSAGES.c.position, MESSAGES.c.created_at,
-               PARTS.c.kind, PARTS.c.text, PARTS.c.image_sha256)
-        .select_from(MESSAGES.outerjoin(PARTS, PARTS.c.message_id == MESSAGES.c.id))
-        .where(MESSAGES.c.id.in_(newest.scalar_subquery()))
-        .order_by(MESSAGES.c.position.desc(), PARTS.c.position)).all()
+    rows = conn.execute(_NEWEST_TURNS, {"conversation_id": conversation_id,
+                                        "limit": limit}).all()
     return _turns(rows, conversation_id)
 
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, and_, distinct, func, select, true
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    distinct,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,25 +76,18 @@ class UsageLedger:
         """
         over_alone = (max_calls is not None and model_calls and model_calls > max_calls) or \
             (max_bytes is not None and upload_bytes and upload_bytes > max_bytes)
-        with self.db.write() as s:
-            upsert = _upsert(s.get_bind().dialect.name)
-            if upsert is None or over_alone:  # the day's row is kept even when refused
+        upsert = _charge_upsert(self.db.engine.dialect.name,
+                                max_calls is not None and bool(model_calls),
+                                max_bytes is not None and bool(upload_bytes))
+        if upsert is None or over_alone:  # the day's row is kept even when refused
+            with self.db.write() as s:
                 return _charge_checked(s, account, day, model_calls, upload_bytes, max_calls,
                                        max_bytes)
-            held = []  # the limits the addition must keep
-            if max_calls is not None and model_calls:
-                held.append(USAGE.c.model_calls + model_calls <= max_calls)
-            if max_bytes is not None and upload_bytes:
-                held.append(USAGE.c.upload_bytes + upload_bytes <= max_bytes)
-            stmt = upsert(USAGE).values(account=account, day=day, model_calls=model_calls,
-                                        upload_bytes=upload_bytes)
-            row = s.connection().execute(stmt.on_conflict_do_update(
-                index_elements=[USAGE.c.account, USAGE.c.day],
-                set_={"model_calls": USAGE.c.model_calls + model_calls,
-                      "upload_bytes": USAGE.c.upload_bytes + upload_bytes},
-                where=and_(true(), *held),
-            ).returning(USAGE.c.model_calls, USAGE.c.upload_bytes)).first()
-            return None if row is None else DayUsage(int(row[0]), int(row[1]))
+        with self.db.write_conn() as conn:
+            row = conn.execute(upsert, {"account": account, "day": day, "calls": model_calls,
+                                        "size": upload_bytes, "max_calls": max_calls,
+                                        "max_bytes": max_bytes}).first()
+        return None if row is None else DayUsage(int(row[0]), int(row[1]))
 
     def record_call(self, kind: str, seconds: float) -> None:
         """Remember how long one model call took. The row rides along with the next write
@@ -122,9 +126,30 @@ class UsageLedger:
         return None
 
 
-def _upsert(dialect: str) -> Any:
-    """The dialect's INSERT with ON CONFLICT DO UPDATE ... RETURNING, or None."""
-    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+@functools.cache
+def _charge_upsert(dialect: str, calls_capped: bool, bytes_capped: bool) -> Any:
+    """``charge``'s one statement, built once per dialect and set of limits: insert the day's
+    counts, or add to them where every limit still holds, returning the new counts (no row:
+    refused). None for dialects without ON CONFLICT DO UPDATE.
+    """
+    make: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+    if make is None:
+        return None
+    calls, size = bindparam("calls", type_=Integer), bindparam("size", type_=BigInteger)
+    held = []  # the limits the addition must keep
+    if calls_capped:
+        held.append(USAGE.c.model_calls + calls <= bindparam("max_calls", type_=Integer))
+    if bytes_capped:
+        held.append(USAGE.c.upload_bytes + size <= bindparam("max_bytes", type_=BigInteger))
+    stmt = make(USAGE).values(account=bindparam("account"),
+                              day=bindparam("day", type_=USAGE.c.day.type),
+                              model_calls=calls, upload_bytes=size)
+    return stmt.on_conflict_do_update(
+        index_elements=[USAGE.c.account, USAGE.c.day],
+        set_={"model_calls": USAGE.c.model_calls + calls,
+              "upload_bytes": USAGE.c.upload_bytes + size},
+        where=and_(true(), *held),
+    ).returning(USAGE.c.model_calls, USAGE.c.upload_bytes)
 
 
 def _charge_checked(s: Session, account: str, day: date, model_calls: int, upload_bytes: int,
