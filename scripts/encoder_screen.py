@@ -177,7 +177,7 @@ def fit(bundle: ClipBundle, split: Any, data: te.SplitData, labels: list[str | N
     return history
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: its converted weights could not train afterwards
 def images_per_second(bundle: ClipBundle, n: int = 48, batch: int = 8) -> float:
     """Whole-tower embedding speed (eval preprocess excluded), NHWC as engine.vision runs it."""
     size = TRUNKS[bundle.encoder_id.split("__")[0]][2]
