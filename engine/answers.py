@@ -26,9 +26,9 @@ from PIL import Image
 
 from engine.intent import Intent
 from engine.prompt import image_turn
-from engine.regions import QUADRANTS, SEARCHED, Region
+from engine.regions import QUADRANTS, SEARCHED, WHOLE, Region
 from engine.taught import scene_name, taught_object, taught_question
-from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT
+from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, with_article
 from engine.training.questions import OBJECTS
 from engine.types import GenerationOptions, TextPart, Turn
 
@@ -91,18 +91,24 @@ class Answers:
         return f"{_at(region)}: {_sentence(text)}"
 
     def detail(self, seen: Seen, first: str = "") -> str:
-        """The description, then each quadrant's where it names something the others did not."""
+        """The description; then, where they name something new, its greedy description (the
+        described one is beam-searched: another wording of the whole), each quadrant's, the
+        kind of place and the taught things the image ranks high for.
+        """
         whole = _sentence(first or self.describe(seen))
         if seen.image is None:
             return whole
-        said = _content_words(whole)
-        lines = [whole]
-        for region, text in zip(QUADRANTS, self.describe_parts(seen.image, QUADRANTS),
-                                strict=True):
-            new = _content_words(text) - said
-            if new:
-                lines.append(f"{_at(region)}: {_sentence(text)}")
+        lines, said = [whole], _content_words(whole)
+        whole_again, *parts = self.describe_parts(seen.image, (WHOLE, *QUADRANTS))
+        for name, text in (("Also", whole_again), *(
+                (_at(r), t) for r, t in zip(QUADRANTS, parts, strict=True))):
+            if new := _content_words(text) - said:
+                lines.append(f"{name}: {_sentence(text)}")
                 said |= new
+        (scene,) = self.scenes([seen])
+        if _content_words(scene) - said:
+            lines.append(f"It looks like {with_article(scene)} scene.")
+            said |= _content_words(scene)
         things = [t for t in self.things_seen(seen) if t.rstrip("s") not in said]
         if things:
             lines.append(f"I can also make out {', '.join(things)}.")

@@ -72,6 +72,11 @@ _SEARCH_VERB = re.compile(
     r"i(?:'m| am) (?:looking|searching) for|i(?:'d| would) like(?: to see)?|"
     r"i (?:want|need)(?: to see)?|any|are there (?:any )?(?:other |more )?"
     rf"{_IMAGE_NOUN} (?:of|with|showing))\b")
+# Verbs that only ever ask for other images: a caption after them may say "this" or "it"
+# ("search for it is a pond ..."); only "in this image" or "here" points at the conversation.
+_SEARCHES_ONLY = re.compile(r"search|look|i'm|i am|i'd|i would|i want|i need|any|are there")
+_IN_THE_IMAGE = re.compile(r"\b(?:in|on|of|from) (?:this|that|the|these|my) (?:image|picture|"
+                           r"photo|scene|one)s?\b|\bhere\b|\bin (?:it|them)\b")
 _FOR_IMAGES = re.compile(
     rf"\b{_IMAGE_NOUN}\s+(?:of|with|showing|where|that show|containing|featuring|like)\b|"
     rf"\b(?:other|more|similar|different|another|new)\s+{_IMAGE_NOUN}\b|"
@@ -132,7 +137,7 @@ _PRESENCE = re.compile(
     r"picture|photo|scene))\s+(?:have|contain|show|include|feature|hold|depict)\s+(.+)$|"
     r"^(?:is|are)\s+(?:there\s+)?(?:an?\s+|any\s+|the\s+|some\s+)?(.+?)\s+(?:visible|present|"
     r"shown|there|in (?:it|this|the|view|sight)|here|to be seen)\b.*$|"
-    r"^any\s+(.+)$|^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
+    r"^any\s+(.+)$|^(?:search|look|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
 _WHERE = re.compile(r"\bwhere(?:'s|\s+is|\s+are|\s+do you see|\s+can i find|\s+can you see|"
                     r"\s+exactly is|\s+exactly are)?\s+(?!is\b|are\b)(.+?)(?:\s+(?:is|are|lies|"
                     r"lie|located|sits?|can be (?:seen|found)))?\s*\??$|"
@@ -192,7 +197,10 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     if verb is None and not (_FOR_IMAGES.search(words) and not (images or results)):
         return None
     rest = words[verb.end():] if verb else words
-    if (images or results) and _points_at_conversation(rest) and not _FOR_IMAGES.search(rest):
+    pointing = _IN_THE_IMAGE if verb is not None and _SEARCHES_ONLY.match(verb.group(1)) \
+        else None
+    if (images or results) and not _FOR_IMAGES.search(rest) and (
+            pointing.search(rest) if pointing else _points_at_conversation(rest)):
         return None
     if verb is not None and verb.group(1) == "any" and not _FOR_IMAGES.search(rest):
         return None  # "any boats?" asks about the image at hand
@@ -280,7 +288,9 @@ def _about_a_thing(words: str, region: Region | None, target: int | None) -> Int
             or not (match := _PRESENCE.search(words))):
         return None
     subject = subject_words(next(g for g in match.groups() if g))
-    return Intent("presence", subject, region, target) if subject else None
+    if not subject or re.match(r"(in|on|at|to|of|near)\b", subject):
+        return None  # "what can you see in the top right?" asks what, not whether
+    return Intent("presence", subject, region, target)
 
 
 def _describe_one(words: str) -> bool:

@@ -48,6 +48,8 @@ REGIONS: dict[str, Region] = {
     "bottom": Region("the bottom", _box(_MID, _FAR)),
     "middle": Region("the middle", _box(_MID, _MID)),
 }
+# The whole image as a region (a detailed description decodes it with its parts).
+WHOLE = Region("the whole", (0.0, 0.0, 1.0, 1.0))
 # The parts a detailed description walks through, and where "where is the X?" looks.
 QUADRANTS = tuple(REGIONS[k] for k in ("top left", "top right", "bottom left", "bottom right"))
 SEARCHED = (*QUADRANTS, REGIONS["middle"])

@@ -75,3 +75,14 @@ def test_a_comparison_with_one_image_left_is_still_read_as_one() -> None:
     assert read_intent("which image has more water?", images=1).kind == "which"
     assert read_intent("what changed between the two?", images=1).kind == "compare"
     assert read_intent("is there a river?", images=1).kind == "presence"
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("search for it is a pond surrounded by meadow", "search"),  # a caption may say "it"
+    ("look for a harbour where this river meets the sea", "search"),
+    ("search for boats in this image", "presence"),
+    ("look for a river here", "presence"),
+    ("what can you see in the bottom left?", "region"),
+])
+def test_search_verbs_point_at_the_image_only_by_saying_so(text: str, kind: str) -> None:
+    assert read_intent(text, images=1).kind == kind
