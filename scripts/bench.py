@@ -306,7 +306,7 @@ async def load_child(conversations: int, turns_each: int) -> dict[str, float]:
 def gallery(size: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts/bench_store.py"), "--sizes", str(size),
-         "--turns", "0", "--kinds", "ivf", "--ivf-probes", "32"],
+         "--turns", "0", "--messages", "0", "--kinds", "ivf", "--ivf-probes", "32"],
         cwd=ROOT, capture_output=True, text=True, check=True).stdout
     found = re.search(r"ivf nprobe 32\s*: p50\s+([\d.]+) ms.*recall@10 vs flat ([\d.]+)", out)
     if found is None:

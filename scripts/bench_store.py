@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_store.py                    # 10k, 100k, 1M vectors
     .venv/bin/python scripts/bench_store.py --sizes 10000 --turns 200   # quick
+    .venv/bin/python scripts/bench_store.py --messages 500 --turns 0 --sizes  # a message's cost
 
 Search vectors are synthetic: 256-d unit vectors drawn around cluster centres (embeddings of
 real images cluster by scene), queries are perturbed gallery vectors. Latency is one query per
@@ -18,12 +19,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import faiss
 import numpy as np
 
-from store import GalleryConfig, NewImage, StoreConfig, open_store
+from store import GalleryConfig, NewImage, Store, StoreConfig, open_store
 from store import faiss_index as fx
 
 
@@ -47,6 +49,36 @@ def bench_turns(turns: int, image_every: int) -> None:
     print(f"append_turn on SQLite (WAL, synchronous={StoreConfig().sqlite_synchronous}), "
           f"{turns} turns, an image every "
           f"{image_every}: p50 {percentile(times, 50):.2f} ms, p99 {percentile(times, 99):.2f} ms")
+
+
+def bench_messages(messages: int, users: int = 50) -> None:
+    """The store's work per chat message as ``capret telegram`` does it, one thread: the day's
+    charge, the user and their context, the model call's timing, the question and reply.
+    CPU per step (``time.thread_time``), after a warm-up that gives each user a conversation.
+    """
+    steps: dict[str, Callable[[Store, int], object]] = {
+        "charge": lambda store, user: store.usage.charge(
+            f"telegram:{user}", date(2026, 12, 7), model_calls=1, max_calls=10**9),
+        "user_context": lambda store, user: store.repo.user_context("telegram", user),
+        "record_call": lambda store, user: store.usage.record_call("generate", 0.05),
+        "append_exchange": lambda store, user: store.repo.append_turns(
+            store.repo.user_context("telegram", user)[0],
+            [("user", [f"question from {user}"]), ("assistant", ["I see a harbour. " * 6])]),
+    }
+    cpu = dict.fromkeys(steps, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(StoreConfig(data_dir=tmp))
+        for i in range(2 * messages):
+            for name, step in steps.items():
+                start = time.thread_time()
+                step(store, 1000 + i % users)
+                if i >= messages:  # the first half warms up
+                    cpu[name] += time.thread_time() - start
+        store.close()
+    print(f"store per chat message, {users} users, {messages} messages, one thread (CPU ms): "
+          + ", ".join(f"{name} {total / messages * 1000:.2f}" for name, total in cpu.items())
+          + f"; total {sum(cpu.values()) / messages * 1000:.2f} (append_exchange includes a "
+          "user_context)")
 
 
 def synthetic(n: int, dim: int, clusters: int, noise: float, seed: int = 0) -> np.ndarray:
@@ -119,9 +151,11 @@ def bench_search(n: int, args: argparse.Namespace, config: GalleryConfig) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=500,
+                        help="chat messages for the per-message cost (0: skip)")
     parser.add_argument("--turns", type=int, default=500)
     parser.add_argument("--image-every", type=int, default=4)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--kinds", nargs="+", default=["ivf", "hnsw"])
@@ -132,8 +166,12 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.08,
                         help="per-dimension spread around cluster centres (higher = harder)")
     args = parser.parse_args()
+    if args.messages:
+        bench_messages(args.messages)
     if args.turns:
         bench_turns(args.turns, args.image_every)
+    if not args.sizes:
+        return
     config = GalleryConfig(ivf_lists=args.ivf_lists)
     print(f"gallery search, top-10, {args.dim}-d, {args.queries} queries, one thread "
           f"(IVF {config.ivf_lists} lists; HNSW M {config.hnsw_m}, efSearch "
