@@ -103,8 +103,9 @@ class Replicas:
         """
         given: list[T] = []
         lost: Replica | None = None
+        cause: VllmUnavailableError | None = None
         for attempt in range(2):
-            replica = self.pick(session, avoid=lost)
+            replica = self._pick_after(session, lost, cause)
             try:
                 for i, item in enumerate(produce(replica.client)):
                     if i >= len(given):
@@ -120,13 +121,21 @@ class Replicas:
                     raise
                 logger.warning("vLLM %s request lost on %s after %d items; retrying on "
                                "another replica", self.role, replica.url, len(given))
-                lost = replica
+                lost, cause = replica, exc
                 continue
             except BaseException:
                 self.release(replica, lost=False)
                 raise
             self.release(replica, lost=False)
             return
+
+    def _pick_after(self, session: str | None, lost: Replica | None,
+                    cause: VllmUnavailableError | None) -> Replica:
+        """``pick`` avoiding ``lost``; when none is left, the error keeps why it was lost."""
+        try:
+            return self.pick(session, avoid=lost)
+        except VllmUnavailableError as none_up:
+            raise none_up from cause
 
     def forget(self, session: str) -> None:
         """A conversation was reset: its next request picks afresh."""

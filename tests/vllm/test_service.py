@@ -1,9 +1,10 @@
 """The app on `configs/vllm.yaml` against the real servers: the terminal chat end to end (a real
-store, the seed gallery), and a generate server killed in the middle of a streamed reply.
+store, the seed gallery), and a generate server killed in the middle of a reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from bot.service.conversation import ConversationService
 from bot.service.user_ref import UserRef
 from bot.terminal import TerminalChat
 from engine import create_engine
+from engine.backends.vllm import VllmBackend
 from engine.backends.vllm_launch import ServerPair
 from engine.model import RSCapRet
 from tests.bot.conftest import TEST_BOT
@@ -75,18 +77,22 @@ async def test_terminal_chat_on_the_vllm_config(service: ConversationService,
 # of tests/vllm, the last folder of tests/.
 @pytest.mark.skipif(bool(os.environ.get(RUNNING_ENV)),
                     reason="kills a server: only with servers the session started")
-async def test_a_server_killed_mid_reply(service: ConversationService,
+async def test_a_server_killed_mid_reply(service: ConversationService, yaml_engine: RSCapRet,
                                          servers: ServerPair) -> None:
-    pieces: list[str] = []
+    # Killed as soon as a request is in flight (a description's first beam step): killing at
+    # the first streamed piece raced the reply's end. A cut stream: tests/vllm/test_replicas.py.
+    backend = yaml_engine.backend
+    assert isinstance(backend, VllmBackend)
 
-    async def progress(text: str) -> None:
-        pieces.append(text)
-        if len(pieces) == 1:
-            servers.kill("generate")
+    async def kill_when_asked() -> None:
+        while backend.generate.replicas[0].in_flight == 0:
+            await asyncio.sleep(0.005)
+        servers.kill("generate")
 
+    killer = asyncio.create_task(kill_when_asked())
     with pytest.raises(UserFacingError, match="not reachable"):
-        await service.ask(USER, DESCRIBE, [PHOTO.read_bytes()], progress=progress)
-    assert pieces  # it failed in the middle of a streamed reply
+        await service.ask(USER, DESCRIBE, [PHOTO.read_bytes()])
+    await asyncio.wait_for(killer, 60)
     assert await user_turns(service) == 0  # nothing half-written
     with pytest.raises(UserFacingError, match="not reachable"):  # still down: said again
         await service.ask(USER, DESCRIBE, [PHOTO.read_bytes()])
