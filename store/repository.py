@@ -235,24 +235,28 @@ class Repository:
         conv, position = turn_sql.active_and_next(conn, user_id)
         if conv is None:
             conv = turn_sql.new_conversation(conn, user_id)
-        stored = []
-        for offset, (role, parts) in enumerate(turns):
-            message_id, at = turn_sql.insert_message(conn, conv, position + offset, role)
-            for index, part in enumerate(parts):
-                self._insert_part(s, message_id, index, part, user_id)
-            stored.append(StoredTurn(role, tuple(_stored(p) for p in parts), message_id, conv,
-                                     position + offset, at))
-        return stored
+        ids = turn_sql.insert_messages(conn, conv, position, [role for role, _ in turns])
+        rows = [self._part_row(s, message_id, index, part, user_id)
+                for (message_id, _), (_, parts) in zip(ids, turns, strict=True)
+                for index, part in enumerate(parts)]
+        turn_sql.insert_parts(conn, rows)
+        return [StoredTurn(role, tuple(_stored(p) for p in parts), message_id, conv,
+                           position + offset, at)
+                for offset, ((message_id, at), (role, parts)) in enumerate(zip(ids, turns,
+                                                                               strict=True))]
 
-    def _insert_part(self, s: Session, message_id: int, position: int, part: PartInput,
-                     user_id: int) -> None:
+    def _part_row(self, s: Session, message_id: int, position: int, part: PartInput,
+                  user_id: int) -> dict[str, Any]:
+        """A part's ``message_parts`` row; a new image is stored first, a referenced one must
+        exist (MissingImageError).
+        """
         if isinstance(part, NewImage):
             self._ensure_image(s, part, user_id)
         stored = _stored(part)
         # A StoredPart is always well formed: an image part names an image stored already.
         if stored.sha256 is not None and not existing_images(s, [stored.sha256]):
             raise MissingImageError(f"no stored image {stored.sha256!r}")
-        turn_sql.insert_part(s.connection(), message_id, position, stored)
+        return turn_sql.part_row(message_id, position, stored)
 
     def _ensure_image(self, s: Session, image: NewImage, user_id: int | None) -> None:
         insert_ignore(s, Image.__table__, [{

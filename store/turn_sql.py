@@ -1,9 +1,9 @@
 """Turns in SQLAlchemy Core: the statements behind a chat message, without ORM objects.
 
 A message reads the user and their context window (two statements) and writes its question
-and reply (six). Through the ORM the same work took 28 statements and 13 ms of CPU
-per message (identity map, unit-of-work flushes, a refresh per turn: scripts/bench_bot.py,
-issue 30); here each step is one statement on a ``Connection`` of the caller's transaction.
+and reply (four: lock the user, find the conversation, insert the messages, their parts).
+Through the ORM the same work took 28 statements and 9-13 ms of CPU per message (identity
+map, unit-of-work flushes, a refresh per turn: scripts/bench_store.py --messages, issue 30).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ _NEWEST_TURNS = (
         .order_by(MESSAGES.c.position.desc()).limit(bindparam("limit")).scalar_subquery()))
     .order_by(MESSAGES.c.position.desc(), PARTS.c.position))
 _NEW_CONVERSATION = insert(CONVERSATIONS)
-_NEW_MESSAGE = insert(MESSAGES)
+_NEW_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
 _NEW_PART = insert(PARTS)
 
 
@@ -94,19 +94,28 @@ def new_conversation(conn: Connection, user_id: int) -> int:
                                                     "started_at": utcnow()}))
 
 
-def insert_message(conn: Connection, conversation_id: int, position: int,
-                   role: Role) -> tuple[int, datetime]:
-    """Insert a message row; its id and creation time."""
-    at = utcnow()
-    result = conn.execute(_NEW_MESSAGE, {"conversation_id": conversation_id,
-                                         "position": position, "role": role, "created_at": at})
-    return _new_id(result), at
+def insert_messages(conn: Connection, conversation_id: int, first_position: int,
+                    roles: Sequence[Role]) -> list[tuple[int, datetime]]:
+    """Insert messages at consecutive positions (one statement); each one's id and creation
+    time, in order.
+    """
+    times = [utcnow() for _ in roles]
+    rows = [{"conversation_id": conversation_id, "position": first_position + offset,
+             "role": role, "created_at": times[offset]} for offset, role in enumerate(roles)]
+    ids = conn.execute(_NEW_MESSAGES, rows).all()
+    return [(int(found[0]), at) for found, at in zip(ids, times, strict=True)]
 
 
-def insert_part(conn: Connection, message_id: int, position: int, part: StoredPart) -> None:
-    """Insert one part of a message (its image, if any, is stored already)."""
-    conn.execute(_NEW_PART, {"message_id": message_id, "position": position, "kind": part.kind,
-                             "text": part.text, "image_sha256": part.sha256})
+def part_row(message_id: int, position: int, part: StoredPart) -> dict[str, Any]:
+    """The ``message_parts`` row of a part (its image, if any, stored already)."""
+    return {"message_id": message_id, "position": position, "kind": part.kind,
+            "text": part.text, "image_sha256": part.sha256}
+
+
+def insert_parts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert message parts (one statement)."""
+    if rows:
+        conn.execute(_NEW_PART, list(rows))
 
 
 def newest_turns(conn: Connection, conversation_id: int, limit: int) -> list[StoredTurn]:

@@ -33,16 +33,16 @@ def test_failure_between_parts_leaves_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = store.repo.get_or_create_user("telegram", 8)
-    original = Repository._insert_part
+    original = Repository._part_row
     calls = {"n": 0}
 
-    def failing(self: Repository, *args: Any) -> None:
+    def failing(self: Repository, *args: Any) -> dict[str, Any]:
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("injected between parts")
-        original(self, *args)
+        return original(self, *args)
 
-    monkeypatch.setattr(Repository, "_insert_part", failing)
+    monkeypatch.setattr(Repository, "_part_row", failing)
     parts: list[str | NewImage] = ["a", NewImage.from_bytes(png(2)), "c",
                                    NewImage.from_bytes(png(3))]
     with pytest.raises(RuntimeError, match="injected"):
