@@ -200,13 +200,15 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--blocks", type=int, default=2, help="trainable trunk blocks")
     parser.add_argument("--same-class", type=int, default=0, help="group size; 0: random")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initialisation and batch order (the train subset stays seed 0)")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--cache", default="runs/s28/cache")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.manual_seed(0)
-    random.seed(0)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
     bundle = build_bundle(args.trunk)
     speed = images_per_second(bundle)
     logger.info("%s: %.1f images/s (threads %d)", args.trunk, speed, torch.get_num_threads())
@@ -214,7 +216,7 @@ def main() -> None:
         return
     cfg = replace(EncoderTrainConfig(), epochs=args.epochs, cached_views=args.views,
                   trainable_blocks=args.blocks, out_dir=args.out, feature_cache=args.cache,
-                  checkpoint_every=10)
+                  checkpoint_every=10, seed=args.seed)
     source = (DatasetSource(annotations="../shared/data/rsicd/dataset_rsicd.json",
                             images="../shared/data/rsicd/images"),)
     split = split_trunk(bundle.model.visual, cfg.trainable_blocks)
