@@ -73,9 +73,9 @@ def _over_all(answers: Answers, intent: Intent, seen: Sequence[Seen]) -> str:
                 "a few messages): send the other again, and I will compare them.")
     if intent.kind == "which":
         best = answers.which(intent.subject, seen, intent.fewer)
-        how = "least" if intent.fewer else "most"
-        return (f"The {ordinal(best)} image: of the {len(seen)}, it looks {how} like "
-                f"{intent.subject or 'what you describe'}.")
+        how = "least" if intent.fewer else "best"
+        what = f'"{intent.subject}"' if intent.subject else "what you describe"
+        return f"The {ordinal(best)} one: of the {len(seen)} images it matches {what} {how}."
     if intent.kind == "same_kind":
         scenes = answers.scenes(seen)
         same = len(set(scenes)) == 1
