@@ -73,14 +73,15 @@ _SEARCH_VERB = re.compile(
     r"i (?:want|need)(?: to see)?|any|are there (?:any )?(?:other |more )?"
     rf"{_IMAGE_NOUN} (?:of|with|showing))\b")
 # Verbs that only ever ask for other images: a caption after them may say "this" or "it"
-# ("search for it is a pond ..."); only "in this image" or "here" points at the conversation.
+# ("search for it is a pond ..."; "here is a playground ..."): only "in this image", or
+# "here" or "in it" closing the request, point at the conversation.
 _SEARCHES_ONLY = re.compile(r"search|look|i'm|i am|i'd|i would|i want|i need|any|are there")
 _IN_THE_IMAGE = re.compile(r"\b(?:in|on|of|from) (?:this|that|the|these|my) (?:image|picture|"
-                           r"photo|scene|one)s?\b|\bhere\b|\bin (?:it|them)\b")
+                           r"photo|scene|one)s?\b|\b(?:here|in (?:it|them))\s*[?.!]*$")
 _FOR_IMAGES = re.compile(
     rf"\b{_IMAGE_NOUN}\s+(?:of|with|showing|where|that show|containing|featuring|like)\b|"
     rf"\b(?:other|more|similar|different|another|new)\s+{_IMAGE_NOUN}\b|"
-    rf"\bgallery\b|\bexamples? of\b")
+    rf"\bgallery\b|\bexamples? of\b|\b(?:images|pictures|photos|pics)\s*[?.!]*$")
 _LIKE_THIS = re.compile(
     r"\b(?:(?:more|other|others|another|similar|some)\b.*\b(?:like|similar to|resembling)\s+"
     r"(?:this|that|it|these|those|the (?:first|second|last) one)|similar (?:ones|images|"
@@ -206,7 +207,8 @@ def _search(words: str, images: int, results: int) -> Intent | None:
         return None  # "any boats?" asks about the image at hand
     if re.match(r"^\s*(me\s+)?(where|which|how|what|if|whether)\b", rest):
         return None  # "show me where the river is" points into the image
-    if find_region(rest) is not None and not _FOR_IMAGES.search(rest) and (images or results):
+    if find_region(rest) is not None and not _FOR_IMAGES.search(rest) and (images or results) \
+            and not pointing:
         return None  # "show me the left part"
     subject = subject_words(re.sub(rf"^\s*(?:me\s+)?(?:some\s+|a few\s+|more\s+|other\s+)?"
                                    rf"(?:{_IMAGE_NOUN}\s+(?:of|with|showing|where)\s+)?", "", rest))

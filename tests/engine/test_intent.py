@@ -86,3 +86,11 @@ def test_a_comparison_with_one_image_left_is_still_read_as_one() -> None:
 ])
 def test_search_verbs_point_at_the_image_only_by_saying_so(text: str, kind: str) -> None:
     assert read_intent(text, images=1).kind == kind
+
+
+@pytest.mark.parametrize("text", [
+    "look for here is a playground beside a lawn", "I'd like to see a pool with a slide in it "
+    "next to tennis courts", "search for a church in the middle of two roads",
+    "find me stadium pictures"])
+def test_a_caption_asked_for_may_say_here_or_in_it(text: str) -> None:
+    assert read_intent(text, images=1).kind == "search"
