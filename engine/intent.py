@@ -138,7 +138,8 @@ _PRESENCE = re.compile(
     r"picture|photo|scene))\s+(?:have|contain|show|include|feature|hold|depict)\s+(.+)$|"
     r"^(?:is|are)\s+(?:there\s+)?(?:an?\s+|any\s+|the\s+|some\s+)?(.+?)\s+(?:visible|present|"
     r"shown|there|in (?:it|this|the|view|sight)|here|to be seen)\b.*$|"
-    r"^any\s+(.+)$|^(?:search|look|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
+    r"^any\s+(.+)$|^(?:search|look|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|"
+    r"^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
 _WHERE = re.compile(r"\bwhere(?:'s|\s+is|\s+are|\s+do you see|\s+can i find|\s+can you see|"
                     r"\s+exactly is|\s+exactly are)?\s+(?!is\b|are\b)(.+?)(?:\s+(?:is|are|lies|"
                     r"lie|located|sits?|can be (?:seen|found)))?\s*\??$|"
