@@ -114,8 +114,17 @@ class Answers:
             lines.append(f"I can also make out {', '.join(things)}.")
         return " ".join(lines)
 
+    @property
+    def judges_by_search(self) -> bool:
+        """Whether the bridge holds the train image bank that search judgements rank against
+        (``capret refit-retrieval`` makes it; a bridge without one asks the model instead).
+        """
+        return self.model.bridge.hubness is not None
+
     def things_seen(self, seen: Seen, most: int = 5) -> list[str]:
         """The taught objects the image ranks high for as a search, likeliest first."""
+        if not self.judges_by_search:
+            return []
         if self._things is None:
             self._things = self._queries([o.plural for o in OBJECTS])
         pct = self._percentiles(self._vectors([seen.embedding])[0], self._things)
@@ -126,16 +135,17 @@ class Answers:
         """Whether ``subject`` is there, judged by search: the image outscores most of the
         train images as a search for it.
         """
-        query = self._queries([subject])[0]
-        return self._percentile(query, self._vectors([seen.embedding]))[0] >= PRESENT_PERCENTILE
+        (share,) = self._percentiles(self._vectors([seen.embedding])[0], self._queries([subject]))
+        return share >= PRESENT_PERCENTILE
 
     def where(self, subject: str, seen: Seen) -> str:
         """The part of the image whose crop the search for ``subject`` finds best."""
         if seen.image is None:
             return "I no longer have that image's pixels to look at its parts."
         query = self._queries([subject])[0]
-        whole = self._percentile(query, self._vectors([seen.embedding]))[0]
-        if whole < PRESENT_PERCENTILE / 2:
+        whole = (self._percentiles(self._vectors([seen.embedding])[0], query[None])[0]
+                 if self.judges_by_search else 1.0)
+        if whole < PRESENT_PERCENTILE / 2:  # loose: "not there" only when plainly not
             return f"I don't see {_with_any(subject)} in this image."
         crops = self.model.embed_images([r.crop(seen.image) for r in SEARCHED])
         scores = self._vectors(crops) @ query
@@ -206,20 +216,10 @@ class Answers:
             x = torch.as_tensor(np.stack(list(embeddings)), dtype=torch.float32)
             return self.model.bridge.image_vectors(x).float()
 
-    def _percentile(self, query: torch.Tensor, images: torch.Tensor) -> list[float]:
-        """Each image's share of train images it outscores as a search for ``query``."""
-        prior = self.model.bridge.hubness
-        if prior is None:
-            raise ValueError("judging presence by search needs the bridge's train image bank "
-                             "(capret refit-retrieval makes it)")
-        bank = prior.image_bank.float() @ query  # (N,)
-        return [float((bank < score).float().mean()) for score in images @ query]
-
     def _percentiles(self, image: torch.Tensor, queries: torch.Tensor) -> list[float]:
         """The image's share of train images it outscores, for each query (rows)."""
         prior = self.model.bridge.hubness
-        if prior is None:
-            raise ValueError("judging presence by search needs the bridge's train image bank")
+        assert prior is not None, "judges_by_search says when there is a bank"
         bank = queries @ prior.image_bank.float().T  # (Q, N)
         return (bank < (queries @ image)[:, None]).float().mean(1).tolist()
 
@@ -238,13 +238,13 @@ def answer_presence(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
                     embeddings: dict[str, np.ndarray], seen: Seen,
                     session: str | None = None) -> str:
     """"Is there X?" in any words: the taught question when X is taught, else by search."""
-    if intent.region is not None and seen.image is not None:
+    if intent.region is not None and seen.image is not None and answers.judges_by_search:
         crop = answers.model.embed_images([intent.region.crop(seen.image)])[0]
         part = Seen(seen.key, None, crop)
         found = answers.present(intent.subject, part)
         return (f"Yes, in {intent.region.name} I see {intent.subject}." if found else
                 f"I don't see {_with_any(intent.subject)} in {intent.region.name}.")
-    if taught_object(intent.subject) is not None:
+    if taught_object(intent.subject) is not None or not answers.judges_by_search:
         return answers.ask_taught(taught_question(intent), dialogue, seen, embeddings, session)
     found = answers.present(intent.subject, seen)
     return (f"Yes, it looks like there is {intent.subject}." if found else

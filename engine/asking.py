@@ -60,7 +60,7 @@ def _asked(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
     if intent.kind == "presence":
         return answer_presence(answers, intent, dialogue, embeddings, seen, session)
     if intent.kind in ("count", "colour") and taught_object(intent.subject) is None \
-            and not answers.present(intent.subject, seen):
+            and answers.judges_by_search and not answers.present(intent.subject, seen):
         return f"I don't see any {intent.subject} here."
     if intent.kind in ("count", "colour", "scene", "scene_is"):
         return answers.ask_taught(taught_question(intent), dialogue, seen, embeddings, session)
