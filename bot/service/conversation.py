@@ -81,7 +81,9 @@ class ConversationService:
             return await self._search_asked(uid, user_turn, intent, images)
         embeddings = await self._uploads.embeddings(dialogue, images)
         if images and intent.kind == "describe":
-            reply = await self._described(uid, dialogue, embeddings, images, progress)
+            # "What is this?" with a photo is the caption request, in the words it was taught.
+            asked = image_turn(caption_prompt(len(images)), *(i.sha256 for i in images))
+            reply = await self._described(uid, [*context, asked], embeddings, images, progress)
         else:
             reply = await self._questions.answer(uid, intent, dialogue, embeddings)
         if images:  # a new photo is what "these" means now; results stay for other questions

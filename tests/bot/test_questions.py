@@ -69,3 +69,12 @@ async def test_a_question_with_no_image_yet_is_answered_not_searched(
 ) -> None:
     reply = await service.ask(ALICE, "is there a river?")
     assert not reply.hits and not engine.retrieved
+
+
+async def test_a_photo_asked_what_it_is_gets_the_description(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "What is this?", [jpeg()])
+    last = engine.last_dialogue[-1]
+    assert [p.text for p in last.parts if isinstance(p, TextPart)] == ["Describe this image."]
+    assert not engine.answered, "described as a photo is, not answered as a question"
