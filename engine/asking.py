@@ -30,8 +30,8 @@ def answer_question(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
         return _over_all(answers, intent, seen)
     target = _pick(seen, intent.target)
     if target is None:
-        return (f"There is no {ordinal(intent.target or 0)} image here: I have "
-                f"{len(seen)}.")
+        which = ordinal(intent.target) if intent.target and intent.target > 0 else "such"
+        return f"There is no {which} image here: I have {len(seen)}."
     if intent.target is not None and len(seen) > 1:
         dialogue = [image_turn("", target.key)]  # ask about that image alone
     embeddings = {s.key: s.embedding for s in seen}
