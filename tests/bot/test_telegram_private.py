@@ -44,7 +44,10 @@ async def page_through(api: BotApiStub, chat: int) -> None:
         return sum(t.startswith("No more results") for t in api.texts(chat))
 
     done = ends()
+    albums = len(api.sent("sendMediaGroup", chat))
     await api.push_text(chat, "/search anything")
+    # The search's own album first: a /more sent before it is stored continues the old one.
+    await api.wait_for(lambda: len(api.sent("sendMediaGroup", chat)) > albums)
     while ends() == done:
         shown = len(api.texts(chat))
         await api.push_text(chat, "/more")
