@@ -79,9 +79,7 @@ class Answers:
     def describe_parts(self, image: Image.Image, regions: Sequence[Region]) -> list[str]:
         """A greedy description of each region's crop, decoded as one batch."""
         crops = self.model.embed_images([region.crop(image) for region in regions])
-        keys = [f"part{i}" for i in range(len(regions))]
-        dialogues = [[image_turn(CAPTION_PROMPT, key)] for key in keys]
-        return self._greedy(dialogues, dict(zip(keys, crops, strict=True)))
+        return self._ask_each(CAPTION_PROMPT, list(crops))
 
     def region(self, seen: Seen, region: Region) -> str:
         """What one part shows, from its crop, naming the part."""
@@ -90,12 +88,12 @@ class Answers:
         (text,) = self.describe_parts(seen.image, [region])
         return f"{_at(region)}: {_sentence(text)}"
 
-    def detail(self, seen: Seen, first: str = "") -> str:
+    def detail(self, seen: Seen) -> str:
         """The description; then, where they name something new, its greedy description (the
         described one is beam-searched: another wording of the whole), each quadrant's, the
         kind of place and the taught things the image ranks high for.
         """
-        whole = _sentence(first or self.describe(seen))
+        whole = _sentence(self.describe(seen))
         if seen.image is None:
             return whole
         lines, said = [whole], _content_words(whole)
@@ -161,16 +159,12 @@ class Answers:
 
     def scenes(self, seen: Sequence[Seen]) -> list[str]:
         """Each image's kind of place, as the model answers the taught scene question."""
-        keys = [f"img{i}" for i in range(len(seen))]
-        dialogues = [[image_turn(SCENE_PROMPT, key)] for key in keys]
-        replies = self._greedy(dialogues, {k: s.embedding for k, s in zip(keys, seen, strict=True)})
+        replies = self._ask_each(SCENE_PROMPT, [s.embedding for s in seen])
         return [scene_name(reply) for reply in replies]
 
     def descriptions(self, seen: Sequence[Seen]) -> list[str]:
         """A greedy description of each image, decoded as one batch."""
-        keys = [f"img{i}" for i in range(len(seen))]
-        return self._greedy([[image_turn(CAPTION_PROMPT, key)] for key in keys],
-                            {k: s.embedding for k, s in zip(keys, seen, strict=True)})
+        return self._ask_each(CAPTION_PROMPT, [s.embedding for s in seen])
 
     def compare(self, seen: Sequence[Seen]) -> str:
         """What each image shows and whether they are the same kind of place."""
@@ -196,11 +190,13 @@ class Answers:
         options = GenerationOptions(allow_retrieval=False, strategy="greedy", session=session)
         return self.model.generate(asked, {**embeddings, seen.key: seen.embedding}, options).text
 
-    def _greedy(self, dialogues: Sequence[Sequence[Turn]],
-                embeddings: dict[str, np.ndarray]) -> list[str]:
-        """Greedy replies to several dialogues, decoded together."""
+    def _ask_each(self, prompt: str, embeddings: Sequence[np.ndarray]) -> list[str]:
+        """The greedy reply to ``prompt`` about each image alone, decoded as one batch."""
+        keys = [f"image{i}" for i in range(len(embeddings))]
         options = GenerationOptions(allow_retrieval=False, strategy="greedy")
-        return [r.text for r in self.model.generate_batch(dialogues, embeddings, options)]
+        results = self.model.generate_batch([[image_turn(prompt, key)] for key in keys],
+                                            dict(zip(keys, embeddings, strict=True)), options)
+        return [r.text for r in results]
 
     # ----- scores
     def _queries(self, subjects: Sequence[str]) -> torch.Tensor:

@@ -55,7 +55,7 @@ class Intent:
 
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3,
              "4th": 3, "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "last": -1, "latter": -1,
-             "former": 0, "previous": -2, "left one": 0, "right one": 1, "top one": 0}
+             "former": 0}
 _ORDINAL = re.compile(r"\b(?:the\s+)?(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|"
                       r"sixth|6th|last|latter|former)\b(?:\s+(?:one|image|picture|photo|result|"
                       r"scene|pic))?|\b(?:image|picture|photo|result|number|no\.?|#)\s*(\d)\b")

@@ -24,6 +24,8 @@ from engine.types import ImagePart, Turn
 # Kinds that look at an image's pixels (a crop), not only its embedding; presence does only
 # when it names a part ("is there a river on the left?").
 NEEDS_PIXELS = frozenset({"region", "detail", "where"})
+# Conversations whose last results are kept (the least recently searched are dropped first).
+KEPT_RESULTS = 10_000
 
 
 class Questions:
@@ -41,10 +43,11 @@ class Questions:
 
     def remember(self, uid: int, hits: Sequence[Hit]) -> None:
         """Keep what a search showed, for "describe the second one" (empty: forget it)."""
+        self._results.pop(uid, None)
         if hits:
-            self._results[uid] = tuple(hits)
-        else:
-            self._results.pop(uid, None)
+            self._results[uid] = tuple(hits)  # dicts keep insertion order: newest last
+            if len(self._results) > KEPT_RESULTS:
+                del self._results[next(iter(self._results))]
 
     async def answer(self, uid: int, intent: Intent, dialogue: Sequence[Turn],
                      embeddings: dict[str, np.ndarray]) -> str:
