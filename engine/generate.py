@@ -120,27 +120,46 @@ def _beam(stepper: Stepper, embeds: torch.Tensor, s: DecodeSettings) -> Iterator
         ])  # (n, V)
         flat = (totals.unsqueeze(1) + logp).view(-1)
         top = torch.topk(flat, 2 * n)
-        rows: list[int] = []
-        tokens: list[int] = []
-        keep: list[float] = []
-        for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-            row, token = divmod(index, logp.shape[1])
-            seq = beams[row] + [token]
-            if token in s.eos_ids or token == s.ret_id:
-                done.append(BeamCandidate(score / len(seq) ** s.length_penalty, seq, True))
-            elif len(rows) < n:
-                rows.append(row)
-                tokens.append(token)
-                keep.append(score)
+        ranked = [(score, *divmod(index, logp.shape[1]))
+                  for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        rows, tokens, keep = beam_step(ranked, beams, done, s)
         if len(done) >= n or not rows:
             break
         beams = [beams[r] + [t] for r, t in zip(rows, tokens, strict=True)]
         totals = torch.tensor(keep)
         stepper.reorder(torch.tensor(rows))
         hidden = stepper.step(torch.tensor(tokens))
-    done.extend(BeamCandidate(float(t) / max(len(b), 1) ** s.length_penalty, b, False)
-                for t, b in zip(totals.tolist(), beams, strict=True))
+    done.extend(unfinished(beams, totals.tolist(), s))
     yield from _replay(stepper, embeds, chosen_beam(done, s), s)
+
+
+def beam_step(ranked: Sequence[tuple[float, int, int]], beams: Sequence[list[int]],
+              done: list[BeamCandidate], s: DecodeSettings
+              ) -> tuple[list[int], list[int], list[float]]:
+    """One beam-search step over candidates ``(score, beam row, token)``, best first: those
+    that close a beam (EOS or [RET]) join ``done`` scored by length; the ``num_beams`` best
+    others go on, returned as their rows, tokens and scores. The hf backend and the vLLM
+    client step beams alike through it.
+    """
+    rows: list[int] = []
+    tokens: list[int] = []
+    keep: list[float] = []
+    for score, row, token in ranked:
+        seq = beams[row] + [token]
+        if token in s.eos_ids or token == s.ret_id:
+            done.append(BeamCandidate(score / len(seq) ** s.length_penalty, seq, True))
+        elif len(rows) < s.num_beams:
+            rows.append(row)
+            tokens.append(token)
+            keep.append(score)
+    return rows, tokens, keep
+
+
+def unfinished(beams: Sequence[list[int]], totals: Sequence[float],
+               s: DecodeSettings) -> list[BeamCandidate]:
+    """The beams still open when the token budget ends, scored by length."""
+    return [BeamCandidate(float(t) / max(len(b), 1) ** s.length_penalty, b, False)
+            for t, b in zip(totals, beams, strict=True)]
 
 
 def chosen_beam(done: list[BeamCandidate], s: DecodeSettings) -> list[int]:

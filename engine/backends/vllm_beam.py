@@ -20,7 +20,7 @@ import torch
 
 from engine.backends.vllm_http import VllmError
 from engine.backends.vllm_payload import completion_body
-from engine.generate import BeamCandidate, DecodeSettings, chosen_beam
+from engine.generate import BeamCandidate, DecodeSettings, beam_step, chosen_beam, unfinished
 
 # The argument naming a beam's earlier tokens to the served penalty (vllm_plugin).
 PREVIOUS_KEY = "capret_previous"
@@ -38,20 +38,12 @@ def beam_search(next_tokens: NextTokens, s: DecodeSettings) -> list[int]:
         rows = next_tokens(beams)
         flat = sorted(((totals[i] + lp, i, token) for i, row in enumerate(rows)
                        for token, lp in row.items()), key=lambda c: (-c[0], c[1], c[2]))
-        kept: list[list[int]] = []
-        keep: list[float] = []
-        for score, i, token in flat[:width]:
-            seq = beams[i] + [token]
-            if token in s.eos_ids or token == s.ret_id:
-                done.append(BeamCandidate(score / len(seq) ** s.length_penalty, seq, True))
-            elif len(kept) < n:
-                kept.append(seq)
-                keep.append(score)
+        kept, tokens, keep = beam_step(flat[:width], beams, done, s)
         if len(done) >= n or not kept:
             break
-        beams, totals = kept, keep
-    done.extend(BeamCandidate(t / max(len(b), 1) ** s.length_penalty, b, False)
-                for t, b in zip(totals, beams, strict=True))
+        beams = [beams[r] + [t] for r, t in zip(kept, tokens, strict=True)]
+        totals = keep
+    done.extend(unfinished(beams, totals, s))
     return chosen_beam(done, s)
 
 
