@@ -34,6 +34,7 @@ WEIGHTS_FILE = "bridge.safetensors"
 META_FILE = "bridge.json"
 ANSWER_MAPS = "answer_maps"
 HUBNESS = "hubness"
+NEIGHBOUR_HINTS = "neighbour_hints"
 # Bridges saved before the prefix maps had their own module kept them at the top level.
 _EARLIER_NAMES = ("image_to_prefix.", "cell_to_prefix.", "cell_positions")
 
@@ -62,6 +63,17 @@ class BridgeSpec:
     def tokens_per_image(self) -> int:
         """LM input vectors one image becomes: k from the pooled vector plus one per cell."""
         return self.prefix_tokens + self.grid_cells
+
+
+@dataclass(frozen=True)
+class NeighbourHintSpec:
+    """How a bridge's description maps were tuned to read the captions of an image's nearest
+    train images in the prompt (``engine/training/description_tuning.py``); the chat must
+    show them the same way (``engine.datastore.NeighbourHints``).
+    """
+
+    neighbours: int  # nearest train images whose captions vote
+    shown: int  # best-voted captions the prompt shows
 
 
 class BridgeMismatchError(ValueError):
@@ -109,6 +121,7 @@ class Bridge(nn.Module):
         self.ret_output = None if spec.tied_head else nn.Parameter(torch.randn(spec.lm_dim) * 0.02)
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
         self.hubness: HubnessPrior | None = None  # set by the retrieval refit
+        self.neighbour_hints: NeighbourHintSpec | None = None  # set by description tuning
 
     @property
     def ret_output_row(self) -> torch.Tensor:
@@ -184,8 +197,12 @@ class Bridge(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE))
-        meta = {"spec": asdict(self.spec), "logit_scale": float(self.logit_scale.detach())}
-        (folder / META_FILE).write_text(json.dumps({**meta, **(extra or {})}, indent=2))
+        meta = {"spec": asdict(self.spec), "logit_scale": float(self.logit_scale.detach()),
+                **(extra or {})}
+        meta.pop(NEIGHBOUR_HINTS, None)  # the bridge's own, not an earlier stage's record
+        if self.neighbour_hints is not None:
+            meta[NEIGHBOUR_HINTS] = asdict(self.neighbour_hints)
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
 def load_spec(folder: str | Path) -> BridgeSpec:
@@ -217,6 +234,8 @@ def load_bridge(folder: str | Path, expected: BridgeSpec) -> Bridge:
                                             len(state[f"{HUBNESS}.image_bank"]),
                                             saved.shared_dim)
     bridge.load_state_dict(state)
+    hints = json.loads((folder / META_FILE).read_text()).get(NEIGHBOUR_HINTS)
+    bridge.neighbour_hints = None if hints is None else NeighbourHintSpec(**hints)
     return bridge
 
 

@@ -195,6 +195,19 @@ def pooled_output(visual: Any, pixels: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"no pooled output known for {type(visual).__name__}")
 
 
+def projected_from_pooled(visual: Any, pooled: torch.Tensor) -> torch.Tensor:
+    """The CLIP image embedding of a pooled output (``pooled_output``): (B, D_pooled) -> (B, E).
+
+    What ``encode_image`` gives, without running the trunk again.
+    """
+    if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel
+        return visual.head(pooled)
+    proj = getattr(visual, "proj", None)
+    if isinstance(proj, torch.Tensor):
+        return pooled @ proj
+    raise ValueError(f"no projection known for {type(visual).__name__}")
+
+
 def pooled_dim(model: Any) -> int:
     """Width of the pooled feature (1280 for the embedded EfficientNet-Lite0)."""
     visual = model.visual

@@ -62,6 +62,9 @@ class BridgeConfig:
     shared_dim: int = 256
     # Trained weights folder (bridge.safetensors + bridge.json); None = random init (untrained).
     weights: str | None = None
+    # The caption datastore (`capret datastore`) a bridge tuned with neighbour captions
+    # (`capret tune-descriptions`) reads when it describes; unused by any other bridge.
+    datastore: str | None = None
     # Initial value of the learnable logit scale, as in CLIP: log(1 / 0.07).
     logit_scale_init: float = 2.6592
 

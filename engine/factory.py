@@ -13,9 +13,10 @@ from engine.backends.base import Backend
 from engine.backends.hf import HfBackend
 from engine.bridge import WEIGHTS_FILE, Bridge, BridgeSpec, load_bridge
 from engine.config import BridgeConfig, EngineConfig
+from engine.datastore import DescriptionHints, NeighbourHints, load_datastore
 from engine.language import LanguageModel, load_language
 from engine.model import ImageEncoder, RSCapRet
-from engine.vision import build_image_encoder
+from engine.vision import ClipImageEncoder, build_image_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def create_engine(config: EngineConfig) -> RSCapRet:
     lm = load_lm(config, device)
     bridge, bridge_id = build_bridge(config.bridge, bridge_spec(config.bridge, encoder, lm))
     bridge.to(device)
-    return RSCapRet(config, encoder, lm, bridge, build_backend(config, lm, bridge), bridge_id)
+    return RSCapRet(config, encoder, lm, bridge, build_backend(config, lm, bridge), bridge_id,
+                    description_hints(config.bridge, bridge, encoder))
 
 
 def load_lm(config: EngineConfig, device: torch.device) -> LanguageModel:
@@ -68,6 +70,28 @@ def build_bridge(config: BridgeConfig, spec: BridgeSpec) -> tuple[Bridge, str]:
     bridge = load_bridge(config.weights, spec)
     digest = hashlib.sha256((Path(config.weights) / WEIGHTS_FILE).read_bytes()).hexdigest()
     return bridge, f"bridge-{digest[:16]}"
+
+
+def description_hints(config: BridgeConfig, bridge: Bridge, encoder: ClipImageEncoder
+                      ) -> DescriptionHints | None:
+    """The neighbour captions a bridge tuned with them reads (None for any other bridge).
+
+    Raises:
+        ValueError: the bridge needs a datastore and none is configured, or the datastore's
+            vectors come from another encoder.
+    """
+    spec = bridge.neighbour_hints
+    if spec is None:
+        return None
+    if not config.datastore:
+        raise ValueError(f"the bridge in {config.weights} describes with the captions of "
+                         "images like it: set engine.bridge.datastore to the caption "
+                         "datastore it was tuned with (weights/datastore)")
+    store = load_datastore(Path(config.datastore))
+    if store.encoder_id != encoder.projected_id:
+        raise ValueError(f"the caption datastore in {config.datastore} holds vectors of "
+                         f"{store.encoder_id}; this engine's encoder makes {encoder.projected_id}")
+    return DescriptionHints(NeighbourHints(store, spec.neighbours, spec.shown), encoder.project)
 
 
 def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Backend:

@@ -20,13 +20,14 @@ from engine.asking import answer_question
 from engine.backends.base import Backend
 from engine.bridge import Bridge
 from engine.config import EngineConfig
+from engine.datastore import DescriptionHints
 from engine.dihedral import quarter_turned
 from engine.generate import BeamCandidate, DecodeSettings, Finished
 from engine.hubness import SCORE_SCALE, search_scores
 from engine.intent import Intent
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
-from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS
+from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, with_neighbours
 from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 
 T = TypeVar("T")
@@ -46,13 +47,16 @@ class RSCapRet:
     """The whole model: frozen encoder and LM, trained bridge, a decoding backend."""
 
     def __init__(self, config: EngineConfig, encoder: ImageEncoder, lm: LanguageModel,
-                 bridge: Bridge, backend: Backend, bridge_id: str) -> None:
+                 bridge: Bridge, backend: Backend, bridge_id: str,
+                 hints: DescriptionHints | None = None) -> None:
         self.config = config
         self.encoder = encoder
         self.lm = lm
         self.bridge = bridge.eval()
         self.backend = backend
         self.bridge_id = bridge_id
+        # The neighbour captions a bridge tuned with them reads when it describes.
+        self.hints = hints
         self.encoder_id = encoder.encoder_id
         turns = config.vision.gallery_turns
         self.gallery_encoder_id = self.encoder_id if turns == 1 else (
@@ -91,6 +95,7 @@ class RSCapRet:
     def stream(self, dialogue: Sequence[Turn], image_embeddings: Mapping[str, np.ndarray],
                options: GenerationOptions | None = None) -> Iterator[str | GenerationResult]:
         """Yield text pieces as they are decoded, then the ``GenerationResult``."""
+        dialogue = self._with_hints(dialogue, image_embeddings)
         embeds = self._prompt_embeddings(dialogue, image_embeddings, add_generation_prompt=True)
         options = options or GenerationOptions()
         settings = self._settings(options)
@@ -215,6 +220,23 @@ class RSCapRet:
             feats = torch.as_tensor(np.stack([images[s] for s in shas]), device=self._device)
             prefixes = dict(zip(shas, self.bridge.prefix(feats.float(), answers), strict=True))
         return assemble_embeddings(layout, tokens, prefixes).to(self.lm.model.dtype)
+
+    def _with_hints(self, dialogue: Sequence[Turn], images: Mapping[str, np.ndarray]
+                    ) -> Sequence[Turn]:
+        """``dialogue`` with the captions of images like the one it asks to describe before
+        the request, as the bridge was tuned (``self.hints``); any other dialogue as it is.
+        Only the prompt changes: what the conversation keeps is the plain request.
+        """
+        if self.hints is None or not dialogue or dialogue[-1].role != "user":
+            return dialogue
+        asked = dialogue[-1]
+        shas = [p.sha256 for p in asked.parts if isinstance(p, ImagePart)]
+        texts = [p.text for p in asked.parts if isinstance(p, TextPart)]
+        if len(shas) != 1 or len(texts) != 1 or answering(dialogue):
+            return dialogue
+        pooled = torch.as_tensor(images[shas[0]][:self.bridge.spec.pooled_dim])
+        captions = self.hints.captions(pooled.to(self._device))
+        return [*dialogue[:-1], image_turn(with_neighbours(texts[0], captions), shas[0])]
 
     def _described_image(self, dialogue: Sequence[Turn], images: Mapping[str, np.ndarray],
                           options: GenerationOptions) -> np.ndarray | None:

@@ -6,6 +6,8 @@ set up [RET] in two files and they drifted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 RET_TOKEN = "[RET]"
 # Stands for an image's k prefix vectors inside templated text; never reaches the tokenizer.
 IMAGE_PLACEHOLDER = "\x00<image>\x00"
@@ -25,11 +27,33 @@ RETRIEVAL_PROMPTS = (
 )
 
 
+# Opens the line of neighbour captions a description request may carry (``with_neighbours``).
+NEIGHBOURS_INTRO = "Images like this one are described as:"
+
+
 def asks_to_describe(text: str) -> bool:
-    """``text`` is the request to describe (any case, with or without its full stop): what
-    the bridge's description maps serve; any other request is answered with its answer maps.
+    """``text`` is the request to describe (any case, with or without its full stop, with or
+    without neighbour captions before it): what the bridge's description maps serve; any other
+    request is answered with its answer maps.
     """
-    return _plain(text) in {_plain(CAPTION_PROMPT), _plain(CAPTIONS_PROMPT)}
+    return _plain(without_neighbours(text)) in {_plain(CAPTION_PROMPT), _plain(CAPTIONS_PROMPT)}
+
+
+def with_neighbours(request: str, captions: Sequence[str]) -> str:
+    """``request`` after a line of the captions of an image's nearest train images: the
+    description prompt of a bridge tuned with them (``engine/neighbours.py``).
+    """
+    if not captions:
+        return request
+    said = "; ".join(" ".join(c.split()).rstrip(" .") for c in captions)  # one line
+    return f"{NEIGHBOURS_INTRO} {said}.\n{request}"
+
+
+def without_neighbours(text: str) -> str:
+    """The request of a prompt made by ``with_neighbours`` (any other text as it is)."""
+    if text.startswith(NEIGHBOURS_INTRO) and "\n" in text:
+        return text.rsplit("\n", 1)[1]
+    return text
 
 
 def _plain(text: str) -> str:

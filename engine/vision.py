@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from engine.clip_model import ClipBundle, Feature, build_clip, embed_pil, feature_dim
+from engine.clip_model import (
+    ClipBundle,
+    Feature,
+    build_clip,
+    embed_pil,
+    feature_dim,
+    projected_from_pooled,
+)
 from engine.config import VisionConfig
 
 # Images per forward pass. On this 2-core CPU 8 embed about twice as many images per second as
@@ -32,6 +39,8 @@ class ClipImageEncoder:
         self.encoder_id = f"{bundle.encoder_id}__{kind}"
         # Cells after the pooled vector in each feature (the bridge splits them off).
         self.grid_cells = grid * grid if feature == "spatial" else 0
+        # The id of the CLIP-projected feature (what a caption datastore's vectors are).
+        self.projected_id = f"{bundle.encoder_id}__projected"
 
     @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -39,6 +48,15 @@ class ClipImageEncoder:
         chunks = [embed_pil(self.bundle, images[i:i + BATCH], self.feature, grid=self.grid)
                   for i in range(0, len(images), BATCH)]
         return torch.cat(chunks) if chunks else torch.zeros(0, self.dim)
+
+    @torch.inference_mode()
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(N, D_pooled) pooled outputs (the start of any feature but "projected") -> their
+        CLIP embeddings (N, E): an image's vector in a caption datastore's space.
+        """
+        if self.feature == "projected":
+            raise ValueError("a projected feature has no pooled output to project")
+        return projected_from_pooled(self.bundle.model.visual, pooled.float()).float()
 
 
 def build_image_encoder(config: VisionConfig, device: torch.device) -> ClipImageEncoder:

@@ -161,7 +161,7 @@ def test_paper_states_its_recipe() -> None:
 
     raw = yaml.safe_load((DEFAULT_CONFIG.parent / "paper.yaml").read_text())
     bookkeeping = {"sources", "out_dir", "feature_cache", "checkpoint_every", "seed",
-                   "encoder", "answer_tuning", "retrieval_refit"}
+                   "encoder", "answer_tuning", "retrieval_refit", "description_tuning"}
     recipe = {f.name for f in dataclasses.fields(TrainConfig)} - bookkeeping
     assert recipe <= set(raw["train"]), recipe - set(raw["train"])
     decoding = {f.name for f in dataclasses.fields(GenerationConfig)}

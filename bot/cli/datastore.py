@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Embed the train split and write its datastore."""
-    from engine.training.caption_datastore import build_datastore, save_datastore
+    from engine.datastore import save_datastore
+    from engine.training.caption_datastore import build_datastore
     from engine.training.data import load_sources
 
     config = load_config(args.config)
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def neighbour_report(config: AppConfig, records: list[CaptionedImage], folder: Path,
                      k: int, votes: str) -> EvalReport:
     """The k-nearest-caption baseline on ``records`` from the datastore in ``folder``."""
-    from engine.training.caption_datastore import load_datastore
+    from engine.datastore import load_datastore
     from engine.training.neighbour_captions import (
         NeighbourCaptionConfig,
         evaluate_neighbour_captions,

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "bot.cli.train_encoder",
     "bot.cli.refit_retrieval",
     "bot.cli.tune_answers",
+    "bot.cli.tune_descriptions",
     "bot.cli.evaluate",
     "bot.cli.datastore",
     "bot.cli.chat",

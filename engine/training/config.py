@@ -95,6 +95,23 @@ class AnswerTuningConfig:
 
 
 @dataclass(frozen=True)
+class DescriptionTuningConfig:
+    """The stage after answer tuning (description_tuning.py): the description maps tuned with
+    the captions of each image's nearest train images in the prompt (SmallCap).
+    """
+
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+    # Nearest train images whose captions vote, and how many of the best voted the prompt
+    # shows (the first is the k-nearest-caption baseline's caption).
+    neighbours: int = 15
+    shown: int = 3
+    checkpoint_every: int = 25
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Bridge training: L = λc·Lc + λr·(L_t2i + L_i2t).
 
@@ -102,7 +119,8 @@ class TrainConfig:
     (weights/README.md says why): one epoch, one random caption of each RSICD train image, a
     scene question for 20% and a follow-up dialogue for 30% of the images, 96 [RET] requests a
     step, each ranked against all 8,734 train images. Then `capret refit-retrieval`
-    (``retrieval_refit``) and `capret tune-answers` (``answer_tuning``).
+    (``retrieval_refit``), `capret tune-answers` (``answer_tuning``) and `capret
+    tune-descriptions` (``description_tuning``).
     """
 
     sources: tuple[DatasetSource, ...] = (DatasetSource(),)
@@ -148,4 +166,5 @@ class TrainConfig:
     checkpoint_every: int = 25
     encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)
     answer_tuning: AnswerTuningConfig = field(default_factory=AnswerTuningConfig)
+    description_tuning: DescriptionTuningConfig = field(default_factory=DescriptionTuningConfig)
     retrieval_refit: RetrievalRefitConfig = field(default_factory=RetrievalRefitConfig)

@@ -9,17 +9,14 @@ its own neighbours (leave-one-out), so scoring train images is honest too.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
+from engine.datastore import CaptionDatastore, Votes, nearest_rows, ranked_captions
 from engine.model import ImageEncoder
-from engine.training.caption_datastore import CaptionDatastore
 from engine.training.data import CaptionedImage
 from engine.training.evaluate import EvalReport, variety
 from engine.training.features import cached_features
@@ -35,51 +32,14 @@ class NeighbourCaptionConfig:
     # "all": each of a neighbour's captions votes, as released (an image that repeats one
     # sentence five times gives it five votes); "distinct": each neighbour votes once per
     # distinct caption it has.
-    votes: Literal["all", "distinct"] = "all"
-
-
-def nearest_rows(queries: torch.Tensor, query_keys: Sequence[str], store: CaptionDatastore,
-                 k: int) -> list[list[int]]:
-    """Each query's ``k`` nearest datastore rows, nearest first, its own row left out.
-
-    Args:
-        queries: (Q, D) image vectors from the datastore's encoder.
-        query_keys: each query's key ("source/file name"); a key in the datastore is the same
-            image, which is never its own neighbour.
-        store: the datastore.
-        k: neighbours per query (fewer when the datastore is smaller).
-    """
-    if len(query_keys) != queries.shape[0]:
-        raise ValueError(f"{queries.shape[0]} query vectors but {len(query_keys)} keys")
-    scores = F.normalize(queries.float(), dim=-1) @ store.vectors.T  # (Q, N)
-    row_of = {key: row for row, key in enumerate(store.keys)}
-    for query, key in enumerate(query_keys):
-        if key in row_of:
-            scores[query, row_of[key]] = float("-inf")
-    available = store.vectors.shape[0] - (1 if row_of.keys() & set(query_keys) else 0)
-    top = scores.topk(min(k, available), dim=1).indices  # (Q, k)
-    return [[int(r) for r in row] for row in top]
-
-
-def commonest_caption(neighbour_captions: Sequence[Sequence[str]],
-                      votes: Literal["all", "distinct"] = "all") -> str:
-    """The caption with most votes among the neighbours' captions (nearest neighbour first).
-
-    Ties go to the caption first met in that order, i.e. held by the nearer neighbour.
-    """
-    counts: Counter[str] = Counter()
-    for captions in neighbour_captions:
-        counts.update(dict.fromkeys(captions, 1) if votes == "distinct" else captions)
-    if not counts:
-        raise ValueError("no neighbour captions to choose from")
-    return max(counts, key=counts.__getitem__)  # max keeps the first of equal counts
+    votes: Votes = "all"
 
 
 def neighbour_captions(queries: torch.Tensor, query_keys: Sequence[str],
                        store: CaptionDatastore, config: NeighbourCaptionConfig
                        ) -> list[str]:
     """One caption per query: the commonest among its ``config.k`` nearest train images."""
-    return [commonest_caption([store.captions[r] for r in rows], config.votes)
+    return [ranked_captions([store.captions[r] for r in rows], config.votes)[0]
             for rows in nearest_rows(queries, query_keys, store, config.k)]
 
 

@@ -15,12 +15,14 @@ import torch
 
 from engine.bridge import META_FILE, Bridge
 from engine.config import EngineConfig
+from engine.datastore import NeighbourHints, load_datastore
 from engine.factory import bridge_spec, create_engine, resolve_device
 from engine.language import load_language
 from engine.model import ImageEncoder
 from engine.training.answer_tuning import tune_answers
 from engine.training.config import TrainConfig
 from engine.training.data import CaptionedImage, load_sources
+from engine.training.description_tuning import tune_descriptions
 from engine.training.features import cached_features
 from engine.training.questions import Question, questions_for, typical_classes
 from engine.training.retrieval_refit import (
@@ -75,7 +77,7 @@ def train_items(encoder: ImageEncoder, config: TrainConfig, limit_images: int | 
     records = load_sources(config.sources, "train")[:limit_images]
     features, records = cached_features(encoder, records, Path(config.feature_cache),
                                         config.feature_rotations)  # (R, N, D_img)
-    items = [TrainItem(features[:, i], r.captions, r.label, q)
+    items = [TrainItem(features[:, i], r.captions, r.label, q, r.key)
              for i, (r, q) in enumerate(zip(records, record_questions(records), strict=True))]
     logger.info("training on %d images, %d captions", len(items),
                 sum(len(i.captions) for i in items))
@@ -140,6 +142,32 @@ def run_answer_tuning(engine_config: EngineConfig, config: TrainConfig, bridge_f
     minutes["answer tuning"] = (time.monotonic() - started) / 60  # since this (re)start
     meta = _meta_of(bridge_folder)
     meta["answer_tuning"] = {**dataclasses.asdict(config.answer_tuning), "loss": losses}
+    engine.bridge.save(out_folder, extra=meta)
+    return TrainingRun(out_folder, minutes)
+
+
+def run_description_tuning(engine_config: EngineConfig, config: TrainConfig,
+                           bridge_folder: Path, datastore_folder: Path, out_folder: Path,
+                           limit_images: int | None = None, max_steps: int | None = None
+                           ) -> TrainingRun:
+    """Tune a trained bridge's description maps with the captions of each train image's
+    nearest others in the prompt (``description_tuning.py``); write the whole bridge to
+    ``out_folder`` (checkpoints beside it, in ``<out_folder>.run``).
+    """
+    engine = create_engine(with_bridge(engine_config, bridge_folder))
+    started = time.monotonic()
+    items = train_items(engine.encoder, config, limit_images)
+    minutes = {"features": (time.monotonic() - started) / 60}
+    tuning = config.description_tuning
+    hints = NeighbourHints(load_datastore(datastore_folder), tuning.neighbours, tuning.shown)
+    started = time.monotonic()
+    with torch.enable_grad():
+        losses = tune_descriptions(items, hints.for_keys([i.key for i in items]), engine.lm,
+                                   engine.bridge, engine_config, config,
+                                   out_folder.with_name(out_folder.name + ".run"), max_steps)
+    minutes["description tuning"] = (time.monotonic() - started) / 60  # since this (re)start
+    meta = _meta_of(bridge_folder)
+    meta["description_tuning"] = {**dataclasses.asdict(tuning), "loss": losses}
     engine.bridge.save(out_folder, extra=meta)
     return TrainingRun(out_folder, minutes)
 

@@ -47,6 +47,7 @@ class TrainItem:
     captions: tuple[str, ...]
     label: str | None
     questions: tuple[Question, ...] = ()
+    key: str = ""  # "source/file name" (CaptionedImage.key): its row in a caption datastore
 
 
 # Question kinds few images have (the captions must agree on a number or a colour).

@@ -14,19 +14,17 @@ import yaml
 from PIL import Image
 
 from bot.cli.main import main
-from engine.training.caption_datastore import (
+from engine.datastore import (
     CaptionDatastore,
-    build_datastore,
+    NeighbourHints,
     load_datastore,
+    nearest_rows,
+    ranked_captions,
     save_datastore,
 )
+from engine.training.caption_datastore import build_datastore
 from engine.training.data import CaptionedImage
-from engine.training.neighbour_captions import (
-    NeighbourCaptionConfig,
-    commonest_caption,
-    nearest_rows,
-    neighbour_captions,
-)
+from engine.training.neighbour_captions import NeighbourCaptionConfig, neighbour_captions
 from tests.paths import DEFAULT_CONFIG, PROJECT, RSICD
 
 
@@ -65,12 +63,20 @@ def test_a_held_out_image_votes_among_all_datastore_images() -> None:
 
 
 def test_the_commonest_caption_wins_and_ties_go_to_the_nearer_neighbour() -> None:
-    assert commonest_caption([["x", "y"], ["y", "z"], ["y"]]) == "y"
-    assert commonest_caption([["near", "other"], ["far"]]) == "near"
+    assert ranked_captions([["x", "y"], ["y", "z"], ["y"]]) == ["y", "x", "z"]
+    assert ranked_captions([["near", "other"], ["far"]]) == ["near", "other", "far"]
     # Votes "all" counts an image's repeats; "distinct" one vote per neighbour.
     neighbours = [["solo"] * 5, ["shared", "x"], ["shared", "y"]]
-    assert commonest_caption(neighbours, "all") == "solo"
-    assert commonest_caption(neighbours, "distinct") == "shared"
+    assert ranked_captions(neighbours, "all")[0] == "solo"
+    assert ranked_captions(neighbours, "distinct")[0] == "shared"
+
+
+def test_hints_are_the_best_voted_captions_of_other_images() -> None:
+    hints = NeighbourHints(_store(), k=2, shown=2)
+    query = _store().vectors[:1]
+    # A train image never sees its own captions; a held-out look-alike does.
+    assert hints.for_vectors(query, ["rsicd/a.jpg"]) == [("a beach", "sea")]
+    assert hints.for_vectors(query) == [("own caption", "a beach")]
 
 
 class _FakeEncoder:
