@@ -61,8 +61,10 @@ class Load:
 
 
 # ----- the Telegram side: the stand-in server and the people talking to the bot
-async def drive_users(api: BotApiStub, load: Load) -> tuple[list[float], float]:
-    """Every user's messages, each after the previous reply; (latencies in s, elapsed s)."""
+async def drive_users(api: BotApiStub, load: Load) -> tuple[list[tuple[int, float]], float]:
+    """Every user's messages, each after the previous reply; ((message index, latency in s)
+    per message, elapsed s). Every user's message 0 is sent at the same moment.
+    """
     loop = asyncio.get_running_loop()
     waiting: dict[int, asyncio.Future[float]] = {}
 
@@ -73,7 +75,7 @@ async def drive_users(api: BotApiStub, load: Load) -> tuple[list[float], float]:
             future.set_result(time.perf_counter())
 
     api.listeners.append(on_call)
-    latencies: list[float] = []
+    latencies: list[tuple[int, float]] = []
 
     async def user(uid: int) -> None:
         rng = random.Random(uid)
@@ -81,7 +83,7 @@ async def drive_users(api: BotApiStub, load: Load) -> tuple[list[float], float]:
             waiting[uid] = loop.create_future()
             sent = time.perf_counter()
             await api.push_text(uid, f"question {index}")
-            latencies.append(await asyncio.wait_for(waiting[uid], 60) - sent)
+            latencies.append((index, await asyncio.wait_for(waiting[uid], 60) - sent))
             await asyncio.sleep(load.think_ms / 1000 * rng.uniform(0.5, 1.5))
 
     started = time.perf_counter()
@@ -173,16 +175,23 @@ async def bench(load: Load, store_kind: str, same_process: bool,
             latencies, elapsed, cpu = await _bench_here(load, store, engine)
         else:
             latencies, elapsed, cpu = await _bench_apart(load, store, engine)
-    added = sorted((lat * 1000 - load.engine_ms) for lat in latencies)
+    added = sorted((lat * 1000 - load.engine_ms) for _, lat in latencies)
+    later = sorted((lat * 1000 - load.engine_ms) for index, lat in latencies if index > 0)
     return {"messages": len(latencies), "messages_per_s": len(latencies) / elapsed,
-            "p50_added_ms": statistics.median(added),
-            "p95_added_ms": added[int(0.95 * (len(added) - 1))],
+            "p50_added_ms": statistics.median(added), "p95_added_ms": _p95(added),
+            # Without each user's first message (all sent at once, 1 in --messages of all):
+            # how a steady stream fares.
+            "p95_added_ms_later": _p95(later) if later else float("nan"),
             "bot_cpu_ms_per_message": cpu * 1000 / max(len(latencies), 1)}
+
+
+def _p95(ascending: list[float]) -> float:
+    return ascending[int(0.95 * (len(ascending) - 1))]
 
 
 async def _bench_apart(
     load: Load, store: StorePort, engine: FakeEngine
-) -> tuple[list[float], float, float]:
+) -> tuple[list[tuple[int, float]], float, float]:
     loop = asyncio.get_running_loop()
     conn, child_conn = multiprocessing.get_context("spawn").Pipe()
     child = multiprocessing.get_context("spawn").Process(
@@ -205,7 +214,7 @@ async def _bench_apart(
 
 async def _bench_here(
     load: Load, store: StorePort, engine: FakeEngine
-) -> tuple[list[float], float, float]:
+) -> tuple[list[tuple[int, float]], float, float]:
     api = BotApiStub()
     try:
         async with BotUnderTest(store, engine, load, await api.start()):
@@ -240,6 +249,8 @@ def main() -> int:
           f"{result['bot_cpu_ms_per_message']:.1f} ms/message")
     print(f"added latency p50 {result['p50_added_ms']:.1f} ms, p95 {result['p95_added_ms']:.1f} ms"
           f" (target: p50 <= {P50_TARGET_MS:g} ms, p95 <= {P95_TARGET_MS:g} ms)")
+    print(f"  p95 without each user's first message (all {args.users} sent at once): "
+          f"{result['p95_added_ms_later']:.1f} ms")
     met = result["p50_added_ms"] <= P50_TARGET_MS and result["p95_added_ms"] <= P95_TARGET_MS
     return 0 if met else 1
 

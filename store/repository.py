@@ -61,12 +61,7 @@ class Repository:
             user = s.scalars(select(User).where(*where)).first()
             if user is not None:
                 return _user_info(user)
-        with self.db.write() as s:
-            insert_ignore(s, User.__table__, [{
-                "platform": platform, "platform_id": pid, "settings": {},
-                "consent_store_images": True, "consent_training": False, "created_at": utcnow(),
-            }])
-            return _user_info(s.scalars(select(User).where(*where)).one())
+        return self.get_user(self._create_user(platform, pid))
 
     def user_context(
         self, platform: str, platform_id: str | int, max_turns: int | None = None,
@@ -81,7 +76,7 @@ class Repository:
             if found is not None:
                 user_id, conv = found
                 return user_id, self._context(conn, conv, max_turns, max_images)
-        return self.get_or_create_user(platform, pid).id, Context(None, ())
+        return self._create_user(platform, pid), Context(None, ())
 
     def get_user(self, user_id: int) -> UserInfo:
         """The user; UnknownUserError when absent."""
@@ -215,6 +210,14 @@ class Repository:
             return conv.id
 
     # ----- internals ---------------------------------------------------------------------
+    def _create_user(self, platform: str, pid: str) -> int:
+        """A new user's id (or the one a concurrent first message just gave them): one
+        write transaction of two Core statements. Through a read and an ORM write, a first
+        message's lookup took 1.3 ms of CPU, 0.4 now (of its 2.2 ms in the store, issue 30).
+        """
+        with self.db.write_conn() as conn:
+            return turn_sql.create_user(conn, platform, pid)
+
     def _context(self, conn: Connection, conversation_id: int | None, max_turns: int | None,
                  max_images: int | None) -> Context:
         """The window of a conversation (None: the user has none yet) within the budgets."""

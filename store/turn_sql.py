@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from store.errors import UnknownUserError
+from store.sql import insert_ignore
 from store.tables import Base, as_utc, utcnow
 from store.types import Role, StoredPart, StoredTurn
 
@@ -42,6 +43,8 @@ _USER_AND_ACTIVE = (
     select(USERS.c.id, CONVERSATIONS.c.id).select_from(USERS.outerjoin(CONVERSATIONS, _ACTIVE))
     .where(USERS.c.platform == bindparam("platform"),
            USERS.c.platform_id == bindparam("platform_id")))
+_USER_ID = select(USERS.c.id).where(USERS.c.platform == bindparam("platform"),
+                                   USERS.c.platform_id == bindparam("platform_id"))
 _LOCK_USER = select(USERS.c.id).where(USERS.c.id == bindparam("user_id")).with_for_update()
 _ACTIVE_AND_NEXT = select(
     CONVERSATIONS.c.id,
@@ -67,6 +70,17 @@ def user_and_active(conn: Connection, platform: str, platform_id: str
     row = conn.execute(_USER_AND_ACTIVE, {"platform": platform,
                                           "platform_id": platform_id}).first()
     return None if row is None else (row[0], row[1])
+
+
+def create_user(conn: Connection, platform: str, platform_id: str) -> int:
+    """The id of the user with this chat platform id, inserted unless a concurrent writer
+    did first (call it in a write transaction).
+    """
+    insert_ignore(conn, USERS, [{
+        "platform": platform, "platform_id": platform_id, "settings": {},
+        "consent_store_images": True, "consent_training": False, "created_at": utcnow()}])
+    return int(conn.execute(_USER_ID, {"platform": platform,
+                                       "platform_id": platform_id}).scalar_one())
 
 
 def lock_user(conn: Connection, user_id: int) -> None:

@@ -62,3 +62,25 @@ def test_concurrent_first_contact_creates_one_user_and_one_conversation(store: S
     assert len(set(ids)) == 1
     user = store.repo.get_or_create_user("telegram", 555)
     assert [t.position for t in store.repo.history(user.id)] == list(range(16))
+
+
+def test_concurrent_first_messages_of_one_chat_find_one_user(store: Store) -> None:
+    ids: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def first_message() -> None:
+        try:
+            start.wait()
+            ids.append(store.repo.user_context("telegram", "556")[0])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_message) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors[:3]
+    assert len(ids) == 16 and len(set(ids)) == 1
+    assert store.repo.get_or_create_user("telegram", "556").id == ids[0]

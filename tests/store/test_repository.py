@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, event, func, select
 
 from store import MissingImageError, NewImage, Store, StoredPart, UnknownUserError
 from store.repository import Repository
@@ -148,3 +148,17 @@ def test_append_turns_writes_question_and_reply_together(store: Store) -> None:
     turns = store.repo.append_turns(user.id, [("user", ["q", image]), ("assistant", ["a"])])
     assert [t.position for t in turns] == [0, 1]
     assert store.blobs.get(image.sha256) == image.data and store.blobs.get("d" * 64) is None
+
+
+def test_first_contact_is_one_read_and_one_write(store: Store) -> None:
+    begun: list[Connection] = []
+    count = begun.append  # one bound method, to remove the very listener added
+    event.listen(Engine, "begin", count)
+    try:
+        uid, context = store.repo.user_context("telegram", "first")
+    finally:
+        event.remove(Engine, "begin", count)
+    assert context.turns == () and store.repo.get_user(uid).platform_id == "first"
+    assert len(begun) == 2  # the miss, then the insert that returns the id
+    assert store.repo.user_context("telegram", "first")[0] == uid
+    assert store.repo.get_or_create_user("telegram", "first").id == uid
