@@ -83,6 +83,8 @@ retrain: install
 	$(BIN)/capret refit-retrieval --encoder runs/encoder/visual.safetensors
 	$(BIN)/capret tune-answers --encoder runs/encoder/visual.safetensors \
 		--bridge runs/bridge/bridge_refit
+	$(BIN)/capret tune-descriptions --encoder runs/encoder/visual.safetensors \
+		--bridge runs/bridge/bridge_tuned --datastore runs/datastore
 
 # Every figure of the performance issue in one run: bench/results.json (+ README's table).
 bench: install
