@@ -51,6 +51,7 @@ class CaptionDatastore:
             raise ValueError(f"datastore rows disagree: {rows} vectors, {len(self.keys)} keys, "
                              f"{len(self.captions)} caption lists, {len(self.labels)} labels")
 
+
 def save_datastore(store: CaptionDatastore, folder: Path) -> None:
     """Write ``vectors.safetensors`` (float16) and ``datastore.json`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
