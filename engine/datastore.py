@@ -19,6 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +51,11 @@ class CaptionDatastore:
         if not rows == len(self.keys) == len(self.captions) == len(self.labels):
             raise ValueError(f"datastore rows disagree: {rows} vectors, {len(self.keys)} keys, "
                              f"{len(self.captions)} caption lists, {len(self.labels)} labels")
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Each key's row (made once: every description looks its neighbours up)."""
+        return {key: row for row, key in enumerate(self.keys)}
 
 
 def save_datastore(store: CaptionDatastore, folder: Path) -> None:
@@ -94,7 +100,7 @@ def nearest_rows(queries: torch.Tensor, query_keys: Sequence[str], store: Captio
     if len(query_keys) != queries.shape[0]:
         raise ValueError(f"{queries.shape[0]} query vectors but {len(query_keys)} keys")
     scores = F.normalize(queries.float(), dim=-1) @ store.vectors.T  # (Q, N)
-    row_of = {key: row for row, key in enumerate(store.keys)}
+    row_of = store.row_of
     for query, key in enumerate(query_keys):
         if key in row_of:
             scores[query, row_of[key]] = float("-inf")
@@ -144,7 +150,7 @@ class NeighbourHints:
         Raises:
             KeyError: a key is not in the datastore (it was built from other images).
         """
-        row_of = {key: row for row, key in enumerate(self.store.keys)}
+        row_of = self.store.row_of
         missing = [k for k in keys if k not in row_of]
         if missing:
             raise KeyError(f"{len(missing)} images are not in the caption datastore, e.g. "
