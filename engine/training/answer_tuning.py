@@ -21,23 +21,20 @@ between the description maps and the tuned ones, in weight space.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from engine.bridge import Bridge
 from engine.config import EngineConfig
 from engine.language import LanguageModel
 from engine.tokens import RET_TOKEN, RETRIEVAL_PROMPTS
-from engine.training.checkpoints import CHECKPOINT, resume, save_checkpoint
 from engine.training.config import AnswerTuningConfig, TrainConfig
+from engine.training.map_tuning import tune_maps
 from engine.training.objective import Example, Objective
-from engine.training.schedule import warmup_cosine
-from engine.training.train import RARE_KINDS, TrainItem, bf16_is_fast, dialogue_example, image_view
+from engine.training.train import RARE_KINDS, TrainItem, dialogue_example, image_view
 
 
 def tuning_examples(items: Sequence[TrainItem], config: AnswerTuningConfig, seed: int,
@@ -86,51 +83,15 @@ def tune_answers(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
     """
     tuning = config.answer_tuning
     torch.manual_seed(config.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
     objective = Objective(lm, bridge, engine_config.language.system_prompt,
                           config.max_caption_tokens, answer_weighting=tuning.answer_weighting)
     before = [param.detach().clone() for param in bridge.describe_maps.parameters()]
     trained = list((bridge.answer_maps or bridge.add_answer_maps()).parameters())
-    bridge.requires_grad_(False)
-    for param in trained:
-        param.requires_grad_(True)
-    optimizer = torch.optim.AdamW(trained, lr=tuning.learning_rate, weight_decay=0.0)
-    scheduler = warmup_cosine(optimizer, tuning.warmup_steps, tuning.steps)
-    step, saved = resume(out_dir / CHECKPOINT, bridge, optimizer, scheduler)
-    losses: list[float] = saved or []
-    stop = min(tuning.steps, max_steps or tuning.steps)
-    device = bridge.logit_scale.device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=config.autocast_bf16 and bf16_is_fast(device))
-    bridge.train()
-    lm.train()
-    per_pass = -(-len(items) // tuning.batch_size)
-    progress = tqdm(total=stop, initial=step, desc="tune answers", unit="step")
-    epoch, examples = -1, list[Example]()
-    while step < stop:
-        if step // per_pass != epoch:
-            epoch = step // per_pass
-            examples = tuning_examples(items, tuning, config.seed, epoch)
-        index = step % per_pass
-        batch = examples[index * tuning.batch_size:(index + 1) * tuning.batch_size]
-        started = time.perf_counter()
-        with autocast:
-            loss = objective.answer_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        progress.set_postfix(loss=f"{losses[-1]:.3f}",
-                             ex_s=f"{len(batch) / (time.perf_counter() - started):.1f}")
-        progress.update()
-        if step % tuning.checkpoint_every == 0 or step == stop:
-            save_checkpoint(out_dir / CHECKPOINT, step, bridge, optimizer, scheduler, losses)
-    progress.close()
+    losses = tune_maps(trained, objective, lm, bridge,
+                       lambda epoch: tuning_examples(items, tuning, config.seed, epoch),
+                       len(items), tuning, config.autocast_bf16, out_dir, max_steps,
+                       "tune answers")
     _interpolate(trained, before, tuning.kept_share)
-    bridge.requires_grad_(True)
-    bridge.eval()
     return losses
 
 
