@@ -53,6 +53,6 @@ def build_service(config: AppConfig, engine: EnginePort | None = None) -> Conver
     engine = engine if engine is not None else build_engine(config)
     store = build_store(config, engine)
     logger.info("service ready: %s; gallery of %d images", describe(config), len(store.gallery))
-    adapter = StoreAdapter(store, engine.bridge_id, engine.score_scale)
+    adapter = StoreAdapter(store, engine.search_id, engine.score_scale)
     return ConversationService(engine, adapter, config.bot, description=describe(config),
                                observe=store.usage.record_call)

@@ -84,7 +84,7 @@ def rebuild(store: Store, engine: EnginePort, batch: int = 64, progress: bool = 
     for items in store.gallery.items(batch):
         shas = [sha for _, sha in items]
         vectors = engine.gallery_rows(_embeddings(store, engine, shas))
-        store.gallery.set_vectors([i for i, _ in items], vectors, engine.bridge_id)
+        store.gallery.set_vectors([i for i, _ in items], vectors, engine.search_id)
         total += len(items)
         if bar is not None:
             bar.update(len(items))
@@ -92,7 +92,7 @@ def rebuild(store: Store, engine: EnginePort, batch: int = 64, progress: bool = 
         bar.close()
     store.gallery.rebuild_index()
     logger.info("gallery %r rebuilt: %d vectors from bridge %s", store.gallery.name, total,
-                engine.bridge_id)
+                engine.search_id)
     return total
 
 
@@ -100,7 +100,7 @@ def search_text(store: Store, engine: EnginePort, text: str, k: int,
                 user_id: int | None = None) -> list[GalleryHit]:
     """Gallery images for a text query, through the engine's [RET] path."""
     query = engine.retrieve([Turn("user", (TextPart(text),))], {})
-    return store.gallery.search(query, k, engine.bridge_id, user_id=user_id)
+    return store.gallery.search(query, k, engine.search_id, user_id=user_id)
 
 
 def ensure_seed_gallery(store: Store, engine: EnginePort, config: AppConfig) -> int:
@@ -111,10 +111,10 @@ def ensure_seed_gallery(store: Store, engine: EnginePort, config: AppConfig) -> 
     folder = config.store.gallery.seed_folder
     done = 0
     current = store.gallery.bridge_id
-    if current is not None and current != engine.bridge_id:
+    if current is not None and current != engine.search_id:
         if len(store.gallery) > AUTO_REBUILD_LIMIT:
             logger.warning("gallery vectors are from bridge %s, engine has %s: run "
-                           "`capret gallery rebuild`", current, engine.bridge_id)
+                           "`capret gallery rebuild`", current, engine.search_id)
             return 0
         done += rebuild(store, engine)
     if folder and Path(folder).is_dir():
@@ -146,7 +146,7 @@ def _add_batch(store: Store, engine: EnginePort, chunk: Sequence[CaptionedImage]
                                     str(source.path), owner, visibility))
     if entries:
         vectors = engine.gallery_rows(_embeddings(store, engine, [e.sha256 for e in entries]))
-        store.gallery.add(entries, vectors, engine.bridge_id)
+        store.gallery.add(entries, vectors, engine.search_id)
     return len(entries), len(chunk) - len(entries) - failed, failed
 
 

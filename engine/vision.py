@@ -58,6 +58,15 @@ class ClipImageEncoder:
             raise ValueError("a projected feature has no pooled output to project")
         return projected_from_pooled(self.bundle.model.visual, pooled.float()).float()
 
+    @torch.inference_mode()
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, E) CLIP embeddings of ``texts`` by the model's text tower (the same space as
+        ``project``'s).
+        """
+        device = next(self.bundle.model.parameters()).device
+        tokens = self.bundle.tokenizer(list(texts)).to(device)
+        return self.bundle.model.encode_text(tokens).float()
+
 
 def build_image_encoder(config: VisionConfig, device: torch.device) -> ClipImageEncoder:
     """The configured encoder, frozen on ``device``."""

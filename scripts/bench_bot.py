@@ -138,7 +138,7 @@ def conversation_store(kind: str, engine: FakeEngine,
             database(postgres_admin) as url:
         store = open_filled(Path(folder), engine, database_url=url)
         try:
-            yield StoreAdapter(store, engine.bridge_id)
+            yield StoreAdapter(store, engine.search_id)
         finally:
             store.close()
 

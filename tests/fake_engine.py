@@ -57,6 +57,7 @@ class FakeEngine:
     def __init__(self, delay_s: float = 0.0, reply_words: int = 12,
                  bridge_id: str = "fake-bridge") -> None:
         self.bridge_id = bridge_id
+        self.search_id = bridge_id  # no second tower: the bridge alone makes the space
         self.delay_s = delay_s
         self.reply_words = reply_words
         self.embed_calls = 0

@@ -24,8 +24,8 @@ def _members(protocol: type) -> dict[str, object]:
 def test_fake_engine_has_every_port_member_with_its_parameters() -> None:
     fake = FakeEngine()
     members = _members(EnginePort)
-    assert {"encoder_id", "bridge_id", "search_dim", "embed_images", "generate", "stream",
-            "retrieve", "forget_session", "image_query", "gallery_rows"} <= set(members)
+    assert {"encoder_id", "bridge_id", "search_id", "search_dim", "embed_images", "generate",
+            "stream", "retrieve", "forget_session", "image_query", "gallery_rows"} <= set(members)
     for name, port_member in members.items():
         assert hasattr(fake, name), f"FakeEngine lacks EnginePort.{name}"
         if callable(port_member):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import load_config
+from engine.config import TEXT_WEIGHTS
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
@@ -50,10 +52,14 @@ def add_later_stage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def with_encoder(engine: EngineConfig, encoder: str | None) -> EngineConfig:
-    """``engine`` with ``encoder`` (`capret train-encoder`'s output) as its image tower."""
+    """``engine`` with ``encoder`` (`capret train-encoder`'s output) as its image tower, and
+    the text tower written beside it (if any): the two are one CLIP space.
+    """
     if not encoder:
         return engine
-    return dataclasses.replace(engine, vision=dataclasses.replace(engine.vision, weights=encoder))
+    text = Path(encoder).with_name(TEXT_WEIGHTS)
+    return dataclasses.replace(engine, vision=dataclasses.replace(
+        engine.vision, weights=encoder, text_weights=str(text) if text.is_file() else None))
 
 
 def print_run(run: TrainingRun) -> None:

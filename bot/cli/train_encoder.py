@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     report = train_encoder(cfg, config.train.sources, args.limit_images, args.max_steps)
     print(json.dumps({"val_before": report["val_before"], "val_after": report["val_after"],
                       "minutes": report["minutes"]}, indent=2))
-    print(f"adapted image tower written to {cfg.out_dir}/visual.safetensors")
-    print(f"use it: set engine.vision.weights: {cfg.out_dir}/visual.safetensors in your config")
+    print(f"adapted towers written to {cfg.out_dir}/visual.safetensors and text.safetensors")
+    print(f"use them: set engine.vision.weights: {cfg.out_dir}/visual.safetensors and "
+          f"engine.vision.text_weights: {cfg.out_dir}/text.safetensors in your config")
     return 0

@@ -23,8 +23,12 @@ class EnginePort(Protocol):
     encoder_id: str
     # Identifies gallery embeddings (``embed_for_gallery``), cached under it as encoder_id.
     gallery_encoder_id: str
-    # Identifies the bridge weights: gallery vectors made with other weights are refused.
+    # Identifies the bridge weights (what the /status reply names).
     bridge_id: str
+    # Identifies the search space (the bridge weights and, where a search also scores with
+    # the encoder's own towers, which and how much): gallery vectors made in another are
+    # refused.
+    search_id: str
     # Dimension of search vectors: gallery rows and queries.
     search_dim: int
     # A search vector's inner product times this is the score a hit shows (for the real

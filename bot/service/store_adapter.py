@@ -42,11 +42,12 @@ CAP_TOLD = "gallery_cap_told"
 class StoreAdapter:
     """The service's StorePort on a real ``store.Store``; thread-safe like the store."""
 
-    def __init__(self, store: Store, bridge_id: str, score_scale: float = 1.0) -> None:
+    def __init__(self, store: Store, search_id: str, score_scale: float = 1.0) -> None:
         self.store = store
         self.repo = store.repo
-        # Gallery searches are refused when the index was built by other bridge weights.
-        self.bridge_id = bridge_id
+        # Gallery searches are refused when the index was built in another search space
+        # (``EnginePort.search_id``); the store calls it the vectors' bridge id.
+        self.search_id = search_id
         self.score_scale = score_scale  # inner product -> the score a hit shows
 
     # ----- users and turns
@@ -114,7 +115,7 @@ class StoreAdapter:
         vector = np.ascontiguousarray(search.query, dtype="<f4").tobytes()
         conversation = self.repo.active_conversation(user_id)
         saved = {"conversation_id": conversation,
-                 "bridge_id": self.bridge_id,
+                 "search_id": self.search_id,
                  "query": base64.b64encode(vector).decode("ascii"),
                  "only_own": search.only_own}
         self.repo.update_user(user_id, settings={LAST_SEARCH: saved})
@@ -126,14 +127,14 @@ class StoreAdapter:
             return None
         if saved.get("conversation_id") != self.repo.active_conversation(user_id):
             return None  # a search of an earlier conversation
-        if saved.get("bridge_id") != self.bridge_id:
-            return None  # a query of other bridge weights: another space (or width)
+        if saved.get("search_id") != self.search_id:
+            return None  # a query of another search space (or width)
         query = np.frombuffer(base64.b64decode(str(saved["query"])), dtype="<f4").copy()
         return SavedSearch(query, bool(saved.get("only_own", False)))
 
     def search(self, user_id: int, query: np.ndarray, k: int, exclude: set[str],
                only_own: bool = False) -> list[Hit]:
-        hits = self.store.gallery.search(query, k, self.bridge_id, user_id=user_id,
+        hits = self.store.gallery.search(query, k, self.search_id, user_id=user_id,
                                          exclude=exclude, only_own=only_own)
         return [to_hit(h, self.store.blobs.path(h.sha256), user_id, self.score_scale)
                 for h in hits]
@@ -143,7 +144,7 @@ class StoreAdapter:
         entries = [GalleryEntry(sha, source="upload", owner_user_id=user_id,
                                 visibility="private") for sha in sha256s]
         try:
-            done = self.store.gallery.add_private(user_id, entries, vectors, self.bridge_id)
+            done = self.store.gallery.add_private(user_id, entries, vectors, self.search_id)
         except StaleGalleryError as exc:  # searches refuse too, with the same hint
             logger.warning("upload not indexed: %s", exc)
             return UploadsIndexed(0)

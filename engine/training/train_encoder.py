@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from engine.clip_model import ClipBundle, build_clip, encoder_id, visual_state
-from engine.config import EMBEDDED_VISION, VisionConfig
+from engine.clip_model import ClipBundle, build_clip, encoder_id, text_state, visual_state
+from engine.config import EMBEDDED_VISION, TEXT_WEIGHTS, VisionConfig
 from engine.training.checkpoints import CHECKPOINT, resume, save_checkpoint
 from engine.training.config import DatasetSource, EncoderTrainConfig
 from engine.training.contrastive import info_nce
@@ -84,7 +84,7 @@ def train_encoder(cfg: EncoderTrainConfig, sources: Sequence[DatasetSource],
         "val_before": before.summary(), "val_after": after.summary(), "history": history,
         "minutes": round((time.time() - started) / 60, 2),
     }
-    _write(bundle, Path(cfg.out_dir), report)
+    _write(bundle, Path(cfg.out_dir), report, cfg.text_trainable_layers)
     return report
 
 
@@ -209,13 +209,21 @@ def evaluate(bundle: ClipBundle, split: SplitTrunk, data: SplitData) -> Retrieva
     return retrieval_metrics(images, text, owner)
 
 
-def _write(bundle: ClipBundle, out_dir: Path, report: dict[str, Any]) -> None:
+def _write(bundle: ClipBundle, out_dir: Path, report: dict[str, Any],
+           text_layers: int) -> None:
+    """``visual.safetensors`` (what every image needs) and ``text.safetensors`` (the text
+    tower's trained tensors: what a search by words may also score with), both fp16.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v
-             for k, v in visual_state(bundle.model).items()}
+    metadata = {"arch": EMBEDDED_VISION, "base_encoder_id": bundle.encoder_id}
     path = out_dir / "visual.safetensors"
-    save_file(state, str(path), metadata={"arch": EMBEDDED_VISION,
-                                          "base_encoder_id": bundle.encoder_id})
+    save_file(_half(visual_state(bundle.model)), str(path), metadata=metadata)
+    save_file(_half(text_state(bundle.model, text_layers)), str(out_dir / TEXT_WEIGHTS),
+              metadata=metadata)
     report["encoder_id"] = encoder_id(VisionConfig(arch=EMBEDDED_VISION, weights=str(path)))
     (out_dir / "encoder.json").write_text(json.dumps(report, indent=2) + "\n")
     logger.info("adapted image tower written to %s (%s)", path, report["encoder_id"])
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}

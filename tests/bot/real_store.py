@@ -32,5 +32,5 @@ def open_filled(folder: Path, engine: FakeEngine, private_cap: int = 1000,
 
 
 def real_service(store: Store, engine: FakeEngine) -> ConversationService:
-    adapter = StoreAdapter(store, engine.bridge_id, engine.score_scale)
+    adapter = StoreAdapter(store, engine.search_id, engine.score_scale)
     return ConversationService(engine, adapter, TEST_BOT, description="Test model")

@@ -145,7 +145,7 @@ async def test_a_bridge_change_re_embeds_uploads_from_their_files(
     hits = (await after.search(ALICE, "mine x")).hits
     expected = newer.gallery_rows(newer.embed_for_gallery([_pil("00200.jpg")]))[0]
     assert [h.sha256 for h in hits] == [png_sha(jpeg("00200.jpg"))]
-    own = real_store.gallery.search(expected, 1, newer.bridge_id, user_id=uid(real_store, ALICE),
+    own = real_store.gallery.search(expected, 1, newer.search_id, user_id=uid(real_store, ALICE),
                                     only_own=True)
     assert own[0].score == pytest.approx(1.0, abs=1e-5)
 

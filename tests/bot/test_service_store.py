@@ -152,7 +152,7 @@ def test_stored_query_round_trips(real_store: Store, engine: FakeEngine) -> None
     from bot.service.store_adapter import StoreAdapter
     from bot.service.store_port import SavedSearch
 
-    adapter = StoreAdapter(real_store, engine.bridge_id)
+    adapter = StoreAdapter(real_store, engine.search_id)
     user = adapter.user_id("test", "dana", None)
     query = np.linspace(-1, 1, engine.search_dim).astype(np.float32)
     assert adapter.last_search(user) is None
@@ -169,10 +169,10 @@ def test_hits_show_the_engines_score(real_store: Store, engine: FakeEngine) -> N
     vectors = np.eye(engine.search_dim, dtype=np.float32)[:3]
     shas = [real_store.repo.add_image(NewImage.from_bytes(jpeg(f"0000{i + 1}.jpg")), None).sha256
             for i in range(3)]
-    real_store.gallery.add([GalleryEntry(sha) for sha in shas], vectors, engine.bridge_id)
+    real_store.gallery.add([GalleryEntry(sha) for sha in shas], vectors, engine.search_id)
     query = np.array([0.6, 0.8] + [0.0] * (engine.search_dim - 2), dtype=np.float32)
-    plain = StoreAdapter(real_store, engine.bridge_id).search(1, query, 2, set())
-    scaled = StoreAdapter(real_store, engine.bridge_id, 3.0).search(1, query, 2, set())
+    plain = StoreAdapter(real_store, engine.search_id).search(1, query, 2, set())
+    scaled = StoreAdapter(real_store, engine.search_id, 3.0).search(1, query, 2, set())
     assert [h.score for h in plain] == pytest.approx([0.8, 0.6])
     assert [h.score for h in scaled] == pytest.approx([2.4, 1.8])
 
@@ -186,4 +186,4 @@ def test_a_query_saved_under_other_bridge_weights_is_not_continued(
     user = before.user_id("test", "erin", None)
     before.remember_search(user, SavedSearch(np.ones(4, dtype=np.float32)))
     assert before.last_search(user) is not None
-    assert StoreAdapter(real_store, engine.bridge_id).last_search(user) is None
+    assert StoreAdapter(real_store, engine.search_id).last_search(user) is None

@@ -53,7 +53,7 @@ def words_finding(store: Store, engine: FakeEngine, sha: str) -> str:
     for n in range(500):
         words = f"fields seen from above {n}"
         query = text_vector(words, engine.search_dim)
-        if store.gallery.search(query, 1, engine.bridge_id, user_id=uid)[0].sha256 == sha:
+        if store.gallery.search(query, 1, engine.search_id, user_id=uid)[0].sha256 == sha:
             return words
     raise AssertionError("no words find the upload")
 
@@ -90,7 +90,7 @@ async def test_the_same_search_twice_shows_the_same_best_images_and_more_goes_on
 async def test_more_past_the_depth_says_so_not_that_nothing_is_left(
     real_store: Store, engine: FakeEngine
 ) -> None:
-    adapter = StoreAdapter(real_store, engine.bridge_id, engine.score_scale)
+    adapter = StoreAdapter(real_store, engine.search_id, engine.score_scale)
     svc = ConversationService(engine, adapter, with_bot(max_search_depth=8))
     user = UserRef("test", "deep")
     shown = [h.sha256 for h in (await svc.search(user, "harbour")).hits]

@@ -25,7 +25,7 @@ LIMITED = dataclasses.replace(TEST_BOT, daily_model_calls=2, daily_upload_mb=0.0
 
 
 async def start(api: BotApiStub, store: Store, engine: FakeEngine) -> BotRunner:
-    adapter = StoreAdapter(store, engine.bridge_id)
+    adapter = StoreAdapter(store, engine.search_id)
     service = ConversationService(engine, adapter, LIMITED, observe=store.usage.record_call)
     usage = UsageGuard(store.usage, LIMITED, frozenset({ADMIN}), clock=lambda: NIGHT)
     runner = BotRunner(api)

@@ -15,6 +15,7 @@ from engine.clip_model import (
     embed_images,
     embed_pil,
     encoder_id,
+    text_state,
     visual_state,
 )
 from engine.config import VisionConfig
@@ -74,3 +75,24 @@ def test_adapted_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
         build_clip(VisionConfig(weights=str(path)))
     with pytest.raises(FileNotFoundError):
         build_clip(VisionConfig(weights=str(tmp_path / "absent.safetensors")))
+
+
+def test_an_adapted_text_tower_loads_over_the_base(bundle: ClipBundle, tmp_path: Path) -> None:
+    state = {k: (v + 0.01).half() for k, v in text_state(bundle.model, layers=1).items()}
+    assert any(k.startswith("proj.") for k in state)
+    assert not any(k.startswith("transformer.embeddings.") for k in state)  # the base's part
+    path = tmp_path / "text.safetensors"
+    save_file(state, str(path))
+    adapted = build_clip(VisionConfig(text_weights=str(path)))
+    tokens = bundle.tokenizer(["a bridge over a river"])
+    assert not torch.allclose(adapted.model.encode_text(tokens), bundle.model.encode_text(tokens))
+    for name, tensor in state.items():
+        assert torch.allclose(adapted.model.text.state_dict()[name], tensor.float()), name
+    assert adapted.encoder_id == bundle.encoder_id  # images embed as before: caches stand
+
+
+def test_a_text_tower_that_does_not_fit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "text.safetensors"
+    save_file({"nonsense": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="does not fit this text tower"):
+        build_clip(VisionConfig(text_weights=str(path)))

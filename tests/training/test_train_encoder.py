@@ -52,6 +52,9 @@ def test_tiny_adaptation_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert (report["train_images"], report["val_images"]) == (8, 4)
     weights = tmp_path / "out" / "visual.safetensors"
     assert weights.is_file() and weights.stat().st_size < 12_000_000  # fp16 image tower
+    text = load_file(str(tmp_path / "out" / "text.safetensors"))  # what the run trained of it
+    assert any(k.startswith("proj.") for k in text)
+    assert {k.split(".")[3] for k in text if k.startswith("transformer.")} == {"5"}  # last layer
     saved = json.loads((tmp_path / "out" / "encoder.json").read_text())
     assert {"val_before", "val_after", "encoder_id", "config"} <= set(saved)
     assert list((tmp_path / "cache" / "encoder").glob("*view0*.safetensors"))
