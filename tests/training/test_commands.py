@@ -25,6 +25,8 @@ def tiny_config(folder: Path, bridge: Path | None = None) -> Path:
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["engine"]["vision"]["weights"] = str(PROJECT / "weights" / "encoder"
                                                 / "visual.safetensors")
+    config["engine"]["vision"]["text_weights"] = str(PROJECT / "weights" / "encoder"
+                                                     / "text.safetensors")
     config["engine"]["bridge"]["weights"] = str(bridge) if bridge else None
     config["store"] = {"data_dir": str(folder / "data")}
     config["train"] = {

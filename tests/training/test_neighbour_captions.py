@@ -118,6 +118,7 @@ def test_datastore_then_eval_commands(tmp_path: Path) -> None:
     """`capret datastore` on a few train images, then `capret eval --neighbour-captions`."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["engine"]["vision"]["weights"] = str(PROJECT / "weights/encoder/visual.safetensors")
+    config["engine"]["vision"]["text_weights"] = str(PROJECT / "weights/encoder/text.safetensors")
     config["engine"]["bridge"]["weights"] = None
     source = {"name": "rsicd", "annotations": str(RSICD / "dataset_rsicd.json"),
               "images": str(RSICD / "images")}
