@@ -149,6 +149,12 @@ _TRAILING = re.compile(
     r"(?:\s+(?:in|on|at|of|within|inside)\s+(?:this|that|the|these|those|it|my|your)\b.*|"
     r"\s+(?:here|there|at all|visible|anywhere|present|around|please|to be seen|in it|"
     r"in view|in sight|in them|in either|in both)\b.*|[?.!,\s]+)$")
+# What a search's words may end with that is no part of the thing searched: a request's
+# politeness and punctuation. Unlike a question's subject, a search keeps its places and
+# relations ("ships in the harbour", "houses around a pond"): captions are made of them.
+_SEARCH_TRAILING = re.compile(
+    r"(?:\s+(?:please|for me|if you can|if possible|at all|here|there)|\s+(?:in|on|from|of)\s+"
+    r"(?:this|that|these|those|my|your)\s+(?:image|picture|photo|pic|scene)s?|[?.!,\s]+)$")
 _LEADING = re.compile(r"^(?:(?:any|an|a|the|some|several|many|more|most|much|lots of|a lot "
                       r"of|fewer|less|least|other|there|is|are)\s+)+")
 
@@ -176,6 +182,19 @@ def subject_words(phrase: str) -> str:
     while phrase != previous:
         previous = phrase
         phrase = _TRAILING.sub("", phrase).strip()
+        phrase = _LEADING.sub("", phrase).strip()
+    return phrase
+
+
+def search_subject(phrase: str) -> str:
+    """What a search asks to find: the phrase without articles, quantifiers and politeness,
+    its places and relations kept.
+    """
+    previous = None
+    phrase = phrase.strip().lower()
+    while phrase != previous:
+        previous = phrase
+        phrase = _SEARCH_TRAILING.sub("", phrase).strip()
         phrase = _LEADING.sub("", phrase).strip()
     return phrase
 
@@ -211,7 +230,7 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     if find_region(rest) is not None and not _FOR_IMAGES.search(rest) and (images or results) \
             and not pointing:
         return None  # "show me the left part"
-    subject = subject_words(re.sub(rf"^\s*(?:me\s+)?(?:some\s+|a few\s+|more\s+|other\s+)?"
+    subject = search_subject(re.sub(rf"^\s*(?:me\s+)?(?:some\s+|a few\s+|more\s+|other\s+)?"
                                    rf"(?:{_IMAGE_NOUN}\s+(?:of|with|showing|where)\s+)?", "", rest))
     return Intent("search", subject) if subject or verb is not None else None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.intent import SEARCHES, read_intent
+from engine.intent import SEARCHES, Intent, read_intent
 from engine.regions import REGIONS, find_region
 
 
@@ -75,6 +75,18 @@ def test_a_comparison_with_one_image_left_is_still_read_as_one() -> None:
     assert read_intent("which image has more water?", images=1).kind == "which"
     assert read_intent("what changed between the two?", images=1).kind == "compare"
     assert read_intent("is there a river?", images=1).kind == "presence"
+
+
+@pytest.mark.parametrize(("text", "subject"), [
+    ("show me ships in the harbour, please!", "ships in the harbour"),
+    ("search for a church in the middle of two roads", "church in the middle of two roads"),
+    ("find pictures of houses around a pond for me", "houses around a pond"),
+    ("I want to see trees here and there along a river", "trees here and there along a river"),
+    ("get me photos of a stadium in the city from this picture", "stadium in the city"),
+])
+def test_a_search_keeps_the_places_and_relations_it_names(text: str, subject: str) -> None:
+    # A question's subject drops "in the harbour"; a search's words are captions' words.
+    assert read_intent(text, images=0) == Intent("search", subject)
 
 
 @pytest.mark.parametrize(("text", "kind"), [
