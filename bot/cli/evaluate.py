@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--votes", choices=("all", "distinct"), default="all",
                         help="--neighbour-captions: every caption votes as released, or each "
                              "neighbour once per distinct caption")
+    parser.add_argument("--search", action="store_true",
+                        help="score search alone (the recalls both ways, and the mR of the "
+                             "split's even and odd images): no descriptions or answers")
     parser.add_argument("--questions", action="store_true",
                         help="score the questions people ask instead (engine/intent.py's "
                              "kinds in held-out phrasings: engine/training/question_eval.py)")
@@ -67,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.questions:
         return _questions(config.engine, records, args)
+    if args.search:
+        return _search(config.engine, records, args)
     if args.neighbour_captions:
         from bot.cli.datastore import neighbour_report
 
@@ -94,6 +99,18 @@ def _with_decoding(engine: EngineConfig, args: argparse.Namespace) -> EngineConf
     generation = dataclasses.replace(
         engine.generation, **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(engine, generation=generation)
+
+
+def _search(config: EngineConfig, records: list, args: argparse.Namespace) -> int:
+    """`capret eval --search`: the recalls alone, and the ranks in --json."""
+    from engine import create_engine
+    from engine.training.evaluate import markdown_table, search_evaluation
+
+    report = search_evaluation(create_engine(config), records)
+    print(markdown_table(report.metrics))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report.to_json(), indent=1))
+    return 0
 
 
 def _questions(config: EngineConfig, records: list, args: argparse.Namespace) -> int:

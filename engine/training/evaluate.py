@@ -186,9 +186,20 @@ def _gallery_embeddings(engine: RSCapRet, records: Sequence[CaptionedImage]) -> 
     return np.concatenate(chunks)
 
 
+def search_evaluation(engine: RSCapRet, records: Sequence[CaptionedImage]) -> EvalReport:
+    """Search alone (``capret eval --search``): the recalls both ways, nothing generated."""
+    report = EvalReport()
+    report.metrics.update(_retrieval(engine, records, report))
+    return report
+
+
 def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage], report: EvalReport
                ) -> dict[str, float]:
-    images = engine.gallery_rows(_gallery_embeddings(engine, records))  # (N, search_dim)
+    """Every caption, asked as the chat asks a search, against a gallery of ``records``:
+    the recalls on the whole split, and the mR of its even and of its odd images, each half
+    a gallery of its own (a change worth keeping holds on both).
+    """
+    images = torch.from_numpy(engine.gallery_rows(_gallery_embeddings(engine, records)))
     requests = [(row, RETRIEVAL_PROMPTS[0].format(query=c))
                 for row, r in enumerate(records) for c in r.captions]
     queries = []
@@ -196,11 +207,20 @@ def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage], report: Eval
         chunk = requests[start:start + 16]
         queries.append(engine.retrieve_batch(
             [[Turn("user", (TextPart(text),))] for _, text in chunk], {}))
+    asked = torch.from_numpy(np.concatenate(queries))
     owners = [row for row, _ in requests]
-    result = retrieval_metrics(torch.from_numpy(images), torch.from_numpy(np.concatenate(queries)),
-                               owners)
+    result = retrieval_metrics(images, asked, owners)
     report.t2i_ranks, report.i2t_ranks = result.t2i_ranks, result.i2t_ranks
-    return result.summary()
+    out = result.summary()
+    # A gallery row depends on its image alone, so each half slices the vectors made above.
+    for name, first in (("even", 0), ("odd", 1)):
+        rows = list(range(first, len(records), 2))
+        position = {row: i for i, row in enumerate(rows)}
+        mine = [q for q, row in enumerate(owners) if row in position]
+        if rows and mine:
+            half = retrieval_metrics(images[rows], asked[mine], [position[owners[q]] for q in mine])
+            out[f"mR_{name}"] = half.summary()["mR"]
+    return out
 
 
 def rescore(report: dict[str, Any], records: Sequence[CaptionedImage],
@@ -231,6 +251,6 @@ def _percent(flags: Sequence[bool]) -> float:
 def markdown_table(metrics: dict[str, float]) -> str:
     """One row of every metric (captioning scores as fractions, recalls in percent)."""
     keys = list(metrics)
-    row = [f"{metrics[k]:.3f}" if metrics[k] < 2 and "R@" not in k and k != "mR"
+    row = [f"{metrics[k]:.3f}" if metrics[k] < 2 and "R@" not in k and not k.startswith("mR")
            else f"{metrics[k]:.2f}" for k in keys]
     return "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n| " + " | ".join(row) + " |"

@@ -76,3 +76,12 @@ def test_train_then_eval_commands(tmp_path: Path) -> None:
     assert len(result["captions"]) == 3 and all(result["captions"].values())
     assert len(result["i2t_ranks"]) == 3 and len(result["t2i_ranks"]) >= 3
     assert all(1 <= rank <= 3 for rank in result["t2i_ranks"])
+
+    searched = tmp_path / "search.json"
+    assert main(["--config", str(refit_config), "eval", "--search", "--limit", "3",
+                 "--json", str(searched)]) == 0
+    search = json.loads(searched.read_text())
+    assert not search["captions"] and "BLEU-4" not in search["metrics"]  # nothing generated
+    assert search["t2i_ranks"] == result["t2i_ranks"]  # the same search as the full run's
+    assert search["metrics"]["mR"] == pytest.approx(result["metrics"]["mR"])
+    assert search["metrics"]["mR_odd"] == 100.0  # image 1 alone: a gallery of one
