@@ -86,6 +86,12 @@ class SearchConfig:
     # shipped weights' val mR 27.9 against 25.1 for the bridge alone (docs/EXPERIMENTS.md,
     # "Search by both towers").
     clip_share: float = 0.43
+    # Width of the towers' part: their vectors on the first N principal directions of the
+    # train images' CLIP vectors (the caption datastore's, engine.bridge.datastore; all 512
+    # without one, or at 0). At all 512 the search vectors are 772-d and a 1M-image gallery
+    # search took 8.2 ms (target 5; docs/BENCHMARKS.md); at 64 they are 324-d and val mR
+    # 27.7 against 27.9 (docs/EXPERIMENTS.md, "The towers' part narrowed").
+    clip_dims: int = 64
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,16 @@ from engine.backends.base import Backend
 from engine.backends.hf import HfBackend
 from engine.bridge import WEIGHTS_FILE, Bridge, BridgeSpec, load_bridge
 from engine.config import BridgeConfig, EngineConfig
-from engine.datastore import DescriptionHints, NeighbourHints, load_datastore
+from engine.datastore import (
+    VECTORS,
+    CaptionDatastore,
+    DescriptionHints,
+    NeighbourHints,
+    load_datastore,
+)
 from engine.language import LanguageModel, load_language
 from engine.model import ImageEncoder, RSCapRet
-from engine.search import SearchSpace
+from engine.search import Basis, SearchSpace
 from engine.vision import ClipImageEncoder, build_image_encoder
 
 logger = logging.getLogger(__name__)
@@ -31,21 +37,30 @@ def create_engine(config: EngineConfig) -> RSCapRet:
     lm = load_lm(config, device)
     bridge, bridge_id = build_bridge(config.bridge, bridge_spec(config.bridge, encoder, lm))
     bridge.to(device)
+    store = caption_datastore(config.bridge)
     return RSCapRet(config, encoder, lm, bridge, build_backend(config, lm, bridge), bridge_id,
-                    description_hints(config.bridge, bridge, encoder),
-                    search_space(config, bridge, bridge_id, encoder))
+                    description_hints(config.bridge, bridge, encoder, store),
+                    search_space(config, bridge, bridge_id, encoder, store))
 
 
 def search_space(config: EngineConfig, bridge: Bridge, bridge_id: str,
-                 encoder: ClipImageEncoder) -> SearchSpace:
-    """The bridge's match, shared with the CLIP towers' when an adapted text tower is set."""
+                 encoder: ClipImageEncoder, store: CaptionDatastore | None = None
+                 ) -> SearchSpace:
+    """The bridge's match, shared with the CLIP towers' when an adapted text tower is set
+    (narrowed on the datastore's train image vectors where there is one).
+    """
     if config.vision.text_weights is None or config.search.clip_share == 0:
         return SearchSpace(bridge, bridge_id)
     if config.vision.feature == "projected":
         raise ValueError("engine.vision.text_weights needs the pooled or spatial feature: the "
                          "projected one has no pooled output to place an image among words")
+    basis = None
+    if config.search.clip_dims and store is not None and config.bridge.datastore:
+        _same_encoder(store, encoder, config.bridge)
+        digest = hashlib.sha256((Path(config.bridge.datastore) / VECTORS).read_bytes())
+        basis = Basis(store.vectors, config.search.clip_dims, digest.hexdigest()[:12])
     return SearchSpace(bridge, bridge_id, encoder, config.search.clip_share,
-                       config.vision.text_weights)
+                       config.vision.text_weights, basis)
 
 
 def load_lm(config: EngineConfig, device: torch.device) -> LanguageModel:
@@ -86,8 +101,15 @@ def build_bridge(config: BridgeConfig, spec: BridgeSpec) -> tuple[Bridge, str]:
     return bridge, f"bridge-{digest[:16]}"
 
 
-def description_hints(config: BridgeConfig, bridge: Bridge, encoder: ClipImageEncoder
-                      ) -> DescriptionHints | None:
+def caption_datastore(config: BridgeConfig) -> CaptionDatastore | None:
+    """The configured caption datastore (None where there is none); not yet checked against
+    the encoder: only its users need it to match.
+    """
+    return load_datastore(Path(config.datastore)) if config.datastore else None
+
+
+def description_hints(config: BridgeConfig, bridge: Bridge, encoder: ClipImageEncoder,
+                      store: CaptionDatastore | None) -> DescriptionHints | None:
     """The neighbour captions a bridge tuned with them reads (None for any other bridge).
 
     Raises:
@@ -97,15 +119,19 @@ def description_hints(config: BridgeConfig, bridge: Bridge, encoder: ClipImageEn
     spec = bridge.neighbour_hints
     if spec is None:
         return None
-    if not config.datastore:
+    if store is None:
         raise ValueError(f"the bridge in {config.weights} describes with the captions of "
                          "images like it: set engine.bridge.datastore to the caption "
                          "datastore it was tuned with (weights/datastore)")
-    store = load_datastore(Path(config.datastore))
+    _same_encoder(store, encoder, config)
+    return DescriptionHints(NeighbourHints(store, spec.neighbours, spec.shown), encoder.project)
+
+
+def _same_encoder(store: CaptionDatastore, encoder: ClipImageEncoder, config: BridgeConfig
+                  ) -> None:
     if store.encoder_id != encoder.projected_id:
         raise ValueError(f"the caption datastore in {config.datastore} holds vectors of "
                          f"{store.encoder_id}; this engine's encoder makes {encoder.projected_id}")
-    return DescriptionHints(NeighbourHints(store, spec.neighbours, spec.shown), encoder.project)
 
 
 def build_backend(config: EngineConfig, lm: LanguageModel, bridge: Bridge) -> Backend:

@@ -34,6 +34,8 @@ def test_default_config_retrieves_with_ret(engine: RSCapRet) -> None:
     gallery = engine.gallery_rows(engine.embed_images(images))
     query = engine.retrieve([Turn("user", (TextPart("Show me a playground"),))], {})
     assert gallery.shape == (2, engine.search_dim) and query.shape == (engine.search_dim,)
+    # The towers' part on the datastore's principal directions: narrower than their 512.
+    assert engine.search_dim == engine.bridge.search_dim + engine.config.search.clip_dims
     assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
     assert np.isfinite(gallery @ query).all()
 

@@ -14,7 +14,7 @@ from PIL import Image
 from engine.bridge import Bridge, BridgeSpec
 from engine.hubness import search_scores
 from engine.model import RSCapRet
-from engine.search import SearchSpace, search_words
+from engine.search import Basis, SearchSpace, search_words
 from engine.tokens import RETRIEVAL_PROMPTS
 from engine.types import TextPart, Turn
 from tests.engine.tiny import tiny_engine
@@ -94,6 +94,53 @@ def test_the_space_is_named_by_its_share_and_text_tower(tmp_path: Path) -> None:
     assert len(ids) == 4 and all(i.startswith("b1+clip") for i in ids)
     with pytest.raises(ValueError, match="clip_share"):
         SearchSpace(_bridge(), "b1", WordTowers(), share=1.0)
+
+
+def _in_a_plane(count: int, width: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` unit vectors of ``width`` coordinates that all lie in one 3-d subspace."""
+    torch.manual_seed(2)
+    plane = torch.linalg.qr(torch.randn(width, 3)).Q  # (width, 3), orthonormal
+    return F.normalize(torch.randn(count, 3) @ plane.T, dim=-1), plane
+
+
+def test_a_basis_keeps_the_cosines_of_the_vectors_it_spans() -> None:
+    vectors, _ = _in_a_plane(40)
+    basis = Basis(vectors, 3, "v")
+    directions = basis.directions
+    assert directions.shape == (16, 3)
+    assert torch.allclose(directions.T @ directions, torch.eye(3), atol=1e-5)
+    narrowed = F.normalize(vectors @ directions, dim=-1)
+    assert torch.allclose(narrowed @ narrowed.T, vectors @ vectors.T, atol=1e-5)
+
+
+def test_every_process_makes_the_same_basis_from_the_same_vectors() -> None:
+    # Gallery rows stored by one process are searched with another's queries: a direction
+    # whose sign flipped between them would turn its share of every score around.
+    vectors, _ = _in_a_plane(40)
+    first = Basis(vectors, 3, "v").directions
+    largest = first.abs().argmax(dim=0)
+    assert (first[largest, torch.arange(3)] > 0).all()  # the convention that fixes signs
+    assert torch.allclose(Basis(vectors[torch.randperm(40)], 3, "v").directions, first,
+                          atol=1e-5)
+    assert torch.allclose(Basis(-vectors, 3, "v").directions, first, atol=1e-5)
+    with pytest.raises(ValueError, match="clip_dims"):
+        Basis(vectors, 17, "v")
+
+
+def test_a_narrowed_space_scores_with_the_towers_cosine_on_its_basis() -> None:
+    bridge, images, hidden = _bridge(), _images(), torch.randn(3, LM)
+    words = ["a harbour", "a forest by a river", "nothing known"]
+    basis = Basis(F.normalize(images[:, :CLIP], dim=-1), 4, "train")
+    space = SearchSpace(bridge, "b1", WordTowers(), share=0.4, text_weights=None, basis=basis)
+    rows, queries = space.rows(images), space.text_queries(hidden, words)
+    assert space.dim == bridge.search_dim + 4 and rows.shape == (len(WORDS), space.dim)
+    assert space.search_id.endswith("-pc4-train")
+    on_basis = [F.normalize(F.normalize(v, dim=-1) @ basis.directions, dim=-1)
+                for v in (WordTowers().embed_texts(words), images[:, :CLIP])]
+    bridge_scores = search_scores(bridge.text_queries(hidden), bridge.gallery_rows(images))
+    shown = space.score_scale * (queries @ rows.T)
+    assert torch.allclose(shown, 0.6 * bridge_scores + 0.4 * on_basis[0] @ on_basis[1].T,
+                          atol=1e-5)
 
 
 @pytest.mark.parametrize("phrasing", RETRIEVAL_PROMPTS)

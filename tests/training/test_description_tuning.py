@@ -18,7 +18,7 @@ import torch
 from engine.bridge import NeighbourHintSpec, load_bridge
 from engine.config import BridgeConfig, EngineConfig
 from engine.datastore import CaptionDatastore, DescriptionHints, NeighbourHints, save_datastore
-from engine.factory import description_hints
+from engine.factory import caption_datastore, description_hints
 from engine.model import RSCapRet
 from engine.prompt import image_turn
 from engine.tokens import (
@@ -134,16 +134,16 @@ def test_a_bridge_that_reads_neighbours_needs_their_datastore(tmp_path: Path) ->
     engine = tiny_engine()
     encoder = cast(ClipImageEncoder,
                    SimpleNamespace(projected_id="tiny__projected", project=lambda x: x))
-    assert description_hints(BridgeConfig(), engine.bridge, encoder) is None  # not tuned so
+    assert description_hints(BridgeConfig(), engine.bridge, encoder, None) is None  # not tuned
     engine.bridge.neighbour_hints = NeighbourHintSpec(neighbours=2, shown=1)
     with pytest.raises(ValueError, match="engine.bridge.datastore"):
-        description_hints(BridgeConfig(), engine.bridge, encoder)
+        description_hints(BridgeConfig(), engine.bridge, encoder, None)
     store = CaptionDatastore(torch.eye(2), ("rsicd/a.jpg", "rsicd/b.jpg"), (("a",), ("b",)),
                              (None, None), "other__projected")
     save_datastore(store, tmp_path)
     config = BridgeConfig(datastore=str(tmp_path))
     with pytest.raises(ValueError, match="other__projected"):
-        description_hints(config, engine.bridge, encoder)
+        description_hints(config, engine.bridge, encoder, caption_datastore(config))
     save_datastore(dataclasses.replace(store, encoder_id="tiny__projected"), tmp_path)
-    hints = description_hints(config, engine.bridge, encoder)
+    hints = description_hints(config, engine.bridge, encoder, caption_datastore(config))
     assert hints is not None and hints.captions(torch.tensor([0.0, 1.0])) == ("b",)
