@@ -68,7 +68,8 @@ _SEARCH_VERB = re.compile(
     r"^(?:(?:please|ok|okay|now|and|also|then)[\s,]+)*(?:(?:can|could|would|will) you\s+"
     r"(?:please\s+)?|please\s+|i(?:'d| would) like (?:you )?to\s+|i want (?:you )?to\s+|"
     r"let me\s+|help me\s+)?(show(?: me| us)?|find(?: me)?|search(?: for)?|look(?:ing)? for|"
-    r"get(?: me)?|give me|fetch|retrieve|display|pull up|bring(?: me)?(?: up)?|"
+    r"get(?: me)?|give me|fetch|retrieve|display|pull up|bring(?: me)?(?: up)?|look up|"
+    r"dig up|do you have|have you got|"
     r"i(?:'m| am) (?:looking|searching) for|i(?:'d| would) like(?: to see)?|"
     r"i (?:want|need)(?: to see)?|any|are there (?:any )?(?:other |more )?"
     rf"{_IMAGE_NOUN} (?:of|with|showing))\b")
@@ -78,6 +79,17 @@ _SEARCH_VERB = re.compile(
 _SEARCHES_ONLY = re.compile(r"search|look|i'm|i am|i'd|i would|i want|i need|any|are there")
 _IN_THE_IMAGE = re.compile(r"\b(?:in|on|of|from) (?:this|that|the|these|my) (?:image|picture|"
                            r"photo|scene|one)s?\b|\b(?:here|in (?:it|them))\s*[?.!]*$")
+# Verbs that ask for images only when images are named after them ("any photos of ports?",
+# "do you have pictures of farms?"): "any boats?" asks about the image at hand, "look up the
+# weather" for a fact no image holds.
+_ONLY_WITH_IMAGE_NOUN = ("any", "do you have", "have you got", "look up", "dig up")
+# What a request's words may open with before the thing searched: "me some", "the gallery
+# for", "an aerial photo showing".
+_REQUEST_FRAME = re.compile(
+    r"^\s*(?:(?:me|us)\s+)?(?:(?:the|my|your|our)\s+(?:gallery|collection|archive|database)"
+    r"\s+for\s+)?(?:(?:some|a few|more|other|any|an?|the)\s+)?(?:(?:(?:satellite|aerial|"
+    rf"overhead|drone|remote[- ]sensing|top[- ]down)\s+)?{_IMAGE_NOUN}\s+(?:of|with|showing|"
+    r"shows?|that shows?|where|depicting|containing|featuring)\s+)?")
 _FOR_IMAGES = re.compile(
     rf"\b{_IMAGE_NOUN}\s+(?:of|with|showing|where|that show|containing|featuring|like)\b|"
     rf"\b(?:other|more|similar|different|another|new)\s+{_IMAGE_NOUN}\b|"
@@ -138,7 +150,7 @@ _PRESENCE = re.compile(
     r"picture|photo|scene))\s+(?:have|contain|show|include|feature|hold|depict)\s+(.+)$|"
     r"^(?:is|are)\s+(?:there\s+)?(?:an?\s+|any\s+|the\s+|some\s+)?(.+?)\s+(?:visible|present|"
     r"shown|there|in (?:it|this|the|view|sight)|here|to be seen)\b.*$|"
-    r"^any\s+(.+)$|^(?:search|look|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|"
+    r"^any\s+(.+)$|^(?:search|look(?! up\b)|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|"
     r"^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
 _WHERE = re.compile(r"\bwhere(?:'s|\s+is|\s+are|\s+do you see|\s+can i find|\s+can you see|"
                     r"\s+exactly is|\s+exactly are)?\s+(?!is\b|are\b)(.+?)(?:\s+(?:is|are|lies|"
@@ -223,15 +235,15 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     if (images or results) and not _FOR_IMAGES.search(rest) and (
             pointing.search(rest) if pointing else _points_at_conversation(rest)):
         return None
-    if verb is not None and verb.group(1) == "any" and not _FOR_IMAGES.search(rest):
+    if verb is not None and verb.group(1) in _ONLY_WITH_IMAGE_NOUN \
+            and not _FOR_IMAGES.search(rest):
         return None  # "any boats?" asks about the image at hand
     if re.match(r"^\s*(me\s+)?(where|which|how|what|if|whether)\b", rest):
         return None  # "show me where the river is" points into the image
     if find_region(rest) is not None and not _FOR_IMAGES.search(rest) and (images or results) \
             and not pointing:
         return None  # "show me the left part"
-    subject = search_subject(re.sub(rf"^\s*(?:me\s+)?(?:some\s+|a few\s+|more\s+|other\s+)?"
-                                   rf"(?:{_IMAGE_NOUN}\s+(?:of|with|showing|where)\s+)?", "", rest))
+    subject = search_subject(_REQUEST_FRAME.sub("", rest))
     return Intent("search", subject) if subject or verb is not None else None
 
 

@@ -83,6 +83,9 @@ def test_a_comparison_with_one_image_left_is_still_read_as_one() -> None:
     ("find pictures of houses around a pond for me", "houses around a pond"),
     ("I want to see trees here and there along a river", "trees here and there along a river"),
     ("get me photos of a stadium in the city from this picture", "stadium in the city"),
+    ("could you dig up satellite photos of a port with cranes?", "port with cranes"),
+    ("search the archive for an overhead shot showing a dam", "dam"),
+    ("show me satellite dishes", "satellite dishes"),  # no picture named: the words are kept
 ])
 def test_a_search_keeps_the_places_and_relations_it_names(text: str, subject: str) -> None:
     # A question's subject drops "in the harbour"; a search's words are captions' words.
@@ -106,3 +109,17 @@ def test_search_verbs_point_at_the_image_only_by_saying_so(text: str, kind: str)
     "find me stadium pictures"])
 def test_a_caption_asked_for_may_say_here_or_in_it(text: str) -> None:
     assert read_intent(text, images=1).kind == "search"
+
+
+@pytest.mark.parametrize("text", [
+    "do you have pictures of vineyards?", "have you got any photos of oil tanks",
+    "can you look up images of a marina"])
+def test_asking_whether_images_exist_is_a_search_even_after_a_photo(text: str) -> None:
+    assert read_intent(text, images=1).kind == "search"
+
+
+@pytest.mark.parametrize("text", ["look up the weather there", "do you have a map of it?",
+                                  "can you dig up who owns this land"])
+def test_those_verbs_without_images_named_ask_no_search(text: str) -> None:
+    assert read_intent(text, images=1).kind != "search"
+    assert read_intent(text, images=0).kind != "search"
