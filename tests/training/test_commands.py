@@ -28,6 +28,7 @@ def tiny_config(folder: Path, bridge: Path | None = None) -> Path:
     config["engine"]["vision"]["text_weights"] = str(PROJECT / "weights" / "encoder"
                                                      / "text.safetensors")
     config["engine"]["bridge"]["weights"] = str(bridge) if bridge else None
+    config["engine"]["bridge"]["datastore"] = str(PROJECT / "weights" / "datastore")
     config["store"] = {"data_dir": str(folder / "data")}
     config["train"] = {
         "sources": [{"name": "rsicd", "annotations": str(RSICD / "dataset_rsicd.json"),
