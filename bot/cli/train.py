@@ -53,13 +53,17 @@ def add_later_stage_options(parser: argparse.ArgumentParser) -> None:
 
 def with_encoder(engine: EngineConfig, encoder: str | None) -> EngineConfig:
     """``engine`` with ``encoder`` (`capret train-encoder`'s output) as its image tower, and
-    the text tower written beside it (if any): the two are one CLIP space.
+    the text tower written beside it (if any): the two are one CLIP space. The configured
+    caption datastore holds the configured encoder's vectors, not this one's, so none is set
+    (the stage that reads one is given it: `capret tune-descriptions --datastore`).
     """
     if not encoder:
         return engine
     text = Path(encoder).with_name(TEXT_WEIGHTS)
-    return dataclasses.replace(engine, vision=dataclasses.replace(
-        engine.vision, weights=encoder, text_weights=str(text) if text.is_file() else None))
+    return dataclasses.replace(
+        engine, bridge=dataclasses.replace(engine.bridge, datastore=None),
+        vision=dataclasses.replace(engine.vision, weights=encoder,
+                                   text_weights=str(text) if text.is_file() else None))
 
 
 def print_run(run: TrainingRun) -> None:

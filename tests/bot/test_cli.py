@@ -131,3 +131,20 @@ def test_contact_sheet_labels_are_plain_ascii(tmp_path: Path) -> None:
     hit = Hit(1, "plage — côte", 0.5, RSICD / "00080.jpg", "0" * 64)
     sheet = contact_sheet([hit, hit], tmp_path / "sheet.png", thumb=64)
     assert Image.open(sheet).size == (128, 82)
+
+
+def test_a_stage_given_another_encoder_takes_its_towers_and_no_datastore(tmp_path: Path) -> None:
+    # The configured datastore holds the configured encoder's vectors: a later training stage
+    # on a new encoder (make retrain) would otherwise narrow its search on the wrong space.
+    from bot.cli.train import with_encoder
+    from engine.config import BridgeConfig, EngineConfig
+
+    configured = EngineConfig(bridge=BridgeConfig(datastore="weights/datastore"))
+    visual = tmp_path / "visual.safetensors"
+    alone = with_encoder(configured, str(visual))
+    assert (alone.vision.weights, alone.vision.text_weights) == (str(visual), None)
+    assert alone.bridge.datastore is None
+    (tmp_path / "text.safetensors").write_bytes(b"")
+    assert with_encoder(configured, str(visual)).vision.text_weights == str(
+        tmp_path / "text.safetensors")
+    assert with_encoder(configured, None) == configured
