@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.regions import Region, find_region
+from engine.tokens import RETRIEVAL_PROMPTS
 
 Kind = Literal[
     "search",  # other images, by words: "find airports next to the sea"
@@ -209,6 +210,13 @@ def search_subject(phrase: str) -> str:
         phrase = _SEARCH_TRAILING.sub("", phrase).strip()
         phrase = _LEADING.sub("", phrase).strip()
     return phrase
+
+
+def search_request(intent: Intent, text: str) -> str:
+    """What a search by words asks the model: "Show me <the subject read>", or the user's own
+    ``text`` where no subject was read.
+    """
+    return RETRIEVAL_PROMPTS[0].format(query=intent.subject) if intent.subject else text
 
 
 def _plain(text: str) -> str:

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--search", action="store_true",
                         help="score search alone (the recalls both ways, and the mR of the "
                              "split's even and odd images): no descriptions or answers")
+    parser.add_argument("--as-asked", action="store_true",
+                        help="with --search: each reference asked in a held-out request "
+                             "phrasing (--seed) and read by the chat's rules, as a user asks")
     parser.add_argument("--questions", action="store_true",
                         help="score the questions people ask instead (engine/intent.py's "
                              "kinds in held-out phrasings: engine/training/question_eval.py)")
@@ -106,7 +109,7 @@ def _search(config: EngineConfig, records: list, args: argparse.Namespace) -> in
     from engine import create_engine
     from engine.training.evaluate import markdown_table, search_evaluation
 
-    report = search_evaluation(create_engine(config), records)
+    report = search_evaluation(create_engine(config), records, args.as_asked, args.seed)
     print(markdown_table(report.metrics))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report.to_json(), indent=1))

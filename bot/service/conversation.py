@@ -27,7 +27,7 @@ from bot.service.turns import render_turn, reply_turn, session_key
 from bot.service.uploads import Uploads, with_locations
 from bot.service.user_ref import UserRef
 from bot.service.workers import ObserveFn, ProgressFn, Workers
-from engine.intent import SEARCHES, Intent, read_intent
+from engine.intent import SEARCHES, Intent, read_intent, search_request
 from engine.prompt import image_turn
 from engine.tokens import RETRIEVAL_PROMPTS, caption_prompt
 from engine.types import GenerationOptions, ImagePart, TextPart, Turn
@@ -111,8 +111,7 @@ class ConversationService:
             reply = await self._similar(uid, images, intent.subject)
         else:
             query = await self._request_query(Turn("user", (TextPart(
-                RETRIEVAL_PROMPTS[0].format(query=intent.subject) if intent.subject
-                else _text_of(user_turn)),)))
+                search_request(intent, _text_of(user_turn))),)))
             hits = await self._search.hits(uid, SavedSearch(query), fresh=True)
             reply = Reply(found_text(hits), hits)
         self._questions.remember(uid, reply.hits)

@@ -19,7 +19,8 @@ limits differ (40 for a description, 12 for an answer) and [RET] is forbidden.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from engine.intent import read_intent, search_request
 from engine.model import RSCapRet
 from engine.prompt import image_turn
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT
 from engine.training.data import CaptionedImage
 from engine.training.metrics import caption_metrics, retrieval_metrics
+from engine.training.question_eval import SEARCH_PHRASINGS
 from engine.training.questions import (
     KINDS,
     Question,
@@ -186,22 +189,41 @@ def _gallery_embeddings(engine: RSCapRet, records: Sequence[CaptionedImage]) -> 
     return np.concatenate(chunks)
 
 
-def search_evaluation(engine: RSCapRet, records: Sequence[CaptionedImage]) -> EvalReport:
-    """Search alone (``capret eval --search``): the recalls both ways, nothing generated."""
+def search_evaluation(engine: RSCapRet, records: Sequence[CaptionedImage],
+                      as_asked: bool = False, seed: int = 0) -> EvalReport:
+    """Search alone (``capret eval --search``): the recalls both ways, nothing generated.
+
+    ``as_asked``: each reference asked in one of the held-out request phrasings (drawn with
+    ``seed``) and read by the chat's rules, as the bot searches a user's message; otherwise
+    asked as "Show me <reference>".
+    """
     report = EvalReport()
-    report.metrics.update(_retrieval(engine, records, report))
+    report.metrics.update(_retrieval(engine, records, report,
+                                     _as_users_ask(seed) if as_asked else None))
     return report
 
 
-def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage], report: EvalReport
-               ) -> dict[str, float]:
-    """Every caption, asked as the chat asks a search, against a gallery of ``records``:
-    the recalls on the whole split, and the mR of its even and of its odd images, each half
-    a gallery of its own (a change worth keeping holds on both).
+def _as_users_ask(seed: int) -> Callable[[str], str]:
+    """A reference -> the model's request for it, as the bot makes it from a user's message."""
+    rng = random.Random(seed)
+    phrasings = [p for p in SEARCH_PHRASINGS if "{x}" in p]
+
+    def asked(reference: str) -> str:
+        text = rng.choice(phrasings).format(x=reference.rstrip(" ."))
+        return search_request(read_intent(text), text)
+    return asked
+
+
+def _retrieval(engine: RSCapRet, records: Sequence[CaptionedImage], report: EvalReport,
+               request_for: Callable[[str], str] | None = None) -> dict[str, float]:
+    """Every caption, asked as the chat asks a search (``request_for``; default "Show me
+    <caption>"), against a gallery of ``records``: the recalls on the whole split, and the
+    mR of its even and of its odd images, each half a gallery of its own (a change worth
+    keeping holds on both).
     """
     images = torch.from_numpy(engine.gallery_rows(_gallery_embeddings(engine, records)))
-    requests = [(row, RETRIEVAL_PROMPTS[0].format(query=c))
-                for row, r in enumerate(records) for c in r.captions]
+    ask = request_for or (lambda c: RETRIEVAL_PROMPTS[0].format(query=c))
+    requests = [(row, ask(c)) for row, r in enumerate(records) for c in r.captions]
     queries = []
     for start in tqdm(range(0, len(requests), 16), desc="retrieval queries", unit="batch"):
         chunk = requests[start:start + 16]

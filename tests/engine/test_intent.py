@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.intent import SEARCHES, Intent, read_intent
+from engine.intent import SEARCHES, Intent, read_intent, search_request
 from engine.regions import REGIONS, find_region
+from engine.tokens import RETRIEVAL_PROMPTS
+from engine.training.evaluate import _as_users_ask
 
 
 @pytest.mark.parametrize(("text", "images", "kind", "subject"), [
@@ -123,3 +125,22 @@ def test_asking_whether_images_exist_is_a_search_even_after_a_photo(text: str) -
 def test_those_verbs_without_images_named_ask_no_search(text: str) -> None:
     assert read_intent(text, images=1).kind != "search"
     assert read_intent(text, images=0).kind != "search"
+
+
+def test_a_search_asks_the_model_for_its_subject_or_the_users_words() -> None:
+    assert search_request(Intent("search", "ships in the harbour"), "find ships in the "
+                          "harbour") == RETRIEVAL_PROMPTS[0].format(query="ships in the harbour")
+    assert search_request(Intent("search", ""), "find stuff") == "find stuff"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_evaluations_requests_keep_every_word_of_the_reference(seed: int) -> None:
+    # `capret eval --search --as-asked`: held-out phrasings, read by the rules as the bot
+    # reads a message; the request the model gets still names the whole reference.
+    asked = _as_users_ask(seed)
+    for reference, words in (("a church in the middle of two roads .",
+                              "church in the middle of two roads"),
+                             ("green trees around a pond", "green trees around a pond"),
+                             ("an airport next to the sea with a long runway",
+                              "airport next to the sea with a long runway")):
+        assert asked(reference) == RETRIEVAL_PROMPTS[0].format(query=words)

@@ -86,3 +86,8 @@ def test_train_then_eval_commands(tmp_path: Path) -> None:
     assert search["t2i_ranks"] == result["t2i_ranks"]  # the same search as the full run's
     assert search["metrics"]["mR"] == pytest.approx(result["metrics"]["mR"])
     assert search["metrics"]["mR_odd"] == 100.0  # image 1 alone: a gallery of one
+
+    assert main(["--config", str(refit_config), "eval", "--search", "--as-asked", "--limit", "3",
+                 "--json", str(searched)]) == 0
+    as_asked = json.loads(searched.read_text())
+    assert len(as_asked["t2i_ranks"]) == len(result["t2i_ranks"]) and "mR" in as_asked["metrics"]
