@@ -14,6 +14,7 @@ L2-normalised image vectors, and ``datastore.json``: the encoder id the vectors 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -25,7 +26,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class CaptionDatastore:
     captions: tuple[tuple[str, ...], ...]  # each row's captions, as released (repeats kept)
     labels: tuple[str | None, ...]  # each row's scene class, where known
     encoder_id: str  # the encoder (and feature) the vectors come from
+    digest: str = ""  # sha256 prefix of the vectors file it was loaded from ("" if built)
 
     def __post_init__(self) -> None:
         rows = self.vectors.shape[0]
@@ -75,7 +77,8 @@ def save_datastore(store: CaptionDatastore, folder: Path) -> None:
 def load_datastore(folder: Path) -> CaptionDatastore:
     """Read a datastore written by ``save_datastore``."""
     index = json.loads((Path(folder) / INDEX).read_text())
-    vectors = load_file(str(Path(folder) / VECTORS))["vectors"].float()  # (N, D)
+    raw = (Path(folder) / VECTORS).read_bytes()
+    vectors = load(raw)["vectors"].float()  # (N, D)
     images = index["images"]
     return CaptionDatastore(
         vectors=F.normalize(vectors, dim=-1),  # float16 storage nudges the norms
@@ -83,6 +86,7 @@ def load_datastore(folder: Path) -> CaptionDatastore:
         captions=tuple(tuple(i["captions"]) for i in images),
         labels=tuple(i.get("label") for i in images),
         encoder_id=str(index["encoder_id"]),
+        digest=hashlib.sha256(raw).hexdigest()[:12],
     )
 
 

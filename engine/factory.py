@@ -14,7 +14,6 @@ from engine.backends.hf import HfBackend
 from engine.bridge import WEIGHTS_FILE, Bridge, BridgeSpec, load_bridge
 from engine.config import BridgeConfig, EngineConfig
 from engine.datastore import (
-    VECTORS,
     CaptionDatastore,
     DescriptionHints,
     NeighbourHints,
@@ -55,10 +54,9 @@ def search_space(config: EngineConfig, bridge: Bridge, bridge_id: str,
         raise ValueError("engine.vision.text_weights needs the pooled or spatial feature: the "
                          "projected one has no pooled output to place an image among words")
     basis = None
-    if config.search.clip_dims and store is not None and config.bridge.datastore:
+    if config.search.clip_dims and store is not None:
         _same_encoder(store, encoder, config.bridge)
-        digest = hashlib.sha256((Path(config.bridge.datastore) / VECTORS).read_bytes())
-        basis = Basis(store.vectors, config.search.clip_dims, digest.hexdigest()[:12])
+        basis = Basis(store.vectors, config.search.clip_dims, store.digest)
     return SearchSpace(bridge, bridge_id, encoder, config.search.clip_share,
                        config.vision.text_weights, basis)
 

@@ -190,24 +190,23 @@ def read_intent(text: str, images: int = 0, results: int = 0) -> Intent:
 
 def subject_words(phrase: str) -> str:
     """The thing a phrase names, without articles, quantifiers and "in this image"."""
-    previous = None
-    phrase = phrase.strip().lower()
-    while phrase != previous:
-        previous = phrase
-        phrase = _TRAILING.sub("", phrase).strip()
-        phrase = _LEADING.sub("", phrase).strip()
-    return phrase
+    return _trimmed(phrase, _TRAILING)
 
 
 def search_subject(phrase: str) -> str:
     """What a search asks to find: the phrase without articles, quantifiers and politeness,
     its places and relations kept.
     """
+    return _trimmed(phrase, _SEARCH_TRAILING)
+
+
+def _trimmed(phrase: str, trailing: re.Pattern[str]) -> str:
+    """``phrase`` lowercased, ``trailing`` and ``_LEADING`` cut until neither matches."""
     previous = None
     phrase = phrase.strip().lower()
     while phrase != previous:
         previous = phrase
-        phrase = _SEARCH_TRAILING.sub("", phrase).strip()
+        phrase = trailing.sub("", phrase).strip()
         phrase = _LEADING.sub("", phrase).strip()
     return phrase
 
