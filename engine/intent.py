@@ -51,7 +51,9 @@ class Intent:
     region: Region | None = None  # the part of the image named, if any
     target: int | None = None  # the image named by position: 0 first, 1 second, -1 last
     results: bool = False  # about the images the last search showed
-    fewer: bool = False  # "which has fewer/less ...": the lowest score wins
+    # "which has fewer/less ...": the lowest score wins; "like this but without ...": a
+    # difference a search by likeness cannot honour
+    fewer: bool = False
 
 
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3,
@@ -95,12 +97,26 @@ _FOR_IMAGES = re.compile(
     rf"\b{_IMAGE_NOUN}\s+(?:of|with|showing|where|that show|containing|featuring|like)\b|"
     rf"\b(?:other|more|similar|different|another|new)\s+{_IMAGE_NOUN}\b|"
     rf"\bgallery\b|\bexamples? of\b|\b(?:images|pictures|photos|pics)\s*[?.!]*$")
+_LIKE = r"(?:just\s+)?(?:like|similar to|resembling)\s+(?:this|that|it|these|those|the " \
+    r"(?:first|second|last) one)(?:\s+(?:one|image|picture|photo|scene)s?)?"
+_SEARCH_LEAD = rf"(?:{_SEARCH_VERB.pattern.removeprefix('^')}\s+)?"
 _LIKE_THIS = re.compile(
-    r"\b(?:(?:more|other|others|another|similar|some)\b.*\b(?:like|similar to|resembling)\s+"
-    r"(?:this|that|it|these|those|the (?:first|second|last) one)|similar (?:ones|images|"
-    r"pictures|photos|scenes)|more of (?:this|these|the same)|look(?:s)? (?:alike|similar))\b")
+    rf"\b(?:(?:more|other|others|another|similar|some)\b.*\b{_LIKE}|similar (?:ones|images|"
+    r"pictures|photos|scenes)|(?:something|anything) similar|more of (?:this|these|the same)|"
+    rf"look(?:s)? (?:alike|similar))\b|^{_SEARCH_LEAD}(?:(?:places?|areas?|spots?|sites?|"
+    rf"locations?|somewhere|something|anything|{_IMAGE_NOUN})\s+)?{_LIKE}\b")
 _MORE_KIND = re.compile(rf"\b(?:more|other|similar|some)\s+(.+?)\s+(?:{_IMAGE_NOUN}\s+)?"
                         r"(?:like|similar to|resembling)\b")
+# What may join a "like this" to the way the results should differ: "..., but with more
+# water", "and greener", "only in a desert".
+_REFINE_JOIN = re.compile(r"^(?:[,;:\-]|but|and|only|though|just|yet|please|ideally|(?:to|as) "
+                          r"(?:this|that|it|these|those|the (?:first|second|last))(?: one| image|"
+                          r" picture| photo| scene)?)\s*")
+_REFINE_LEAD = re.compile(r"^(?:with|having|showing|containing|featuring|in|on|at|near|by|"
+                          r"that (?:has|have|shows?)|which (?:has|have|shows?)|where)\s+")
+# A difference no search by likeness can honour: a thing left out or lessened.
+_REFINE_LESS = re.compile(r"^(?:without|with(?:out)? (?:no|fewer|less)|no|fewer|less|minus|"
+                          r"except|not|excluding)\b")
 _DETAIL = re.compile(
     r"\b(more detail(?:s|ed)?|in detail|detailed|elaborate|tell me more|say more|what else|"
     r"anything else|more about (?:it|this|that)|(?:describe|explain) (?:it|this|that) "
@@ -227,12 +243,8 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     """A request for other images, or None: a request names images to find and does not
     point at the ones in the conversation.
     """
-    if _LIKE_THIS.search(words):
-        kind = _MORE_KIND.search(words)
-        subject = subject_words(kind.group(1)) if kind else ""
-        if re.fullmatch(rf"{_IMAGE_NOUN}|(?:of )?(?:this|these|that)", subject):
-            subject = ""
-        return Intent("similar", subject)
+    if like := _LIKE_THIS.search(words):
+        return _similar(words, words[like.end():])
     verb = _SEARCH_VERB.search(words)
     if verb is None and not (_FOR_IMAGES.search(words) and not (images or results)):
         return None
@@ -252,6 +264,26 @@ def _search(words: str, images: int, results: int) -> Intent | None:
         return None  # "show me the left part"
     subject = search_subject(_REQUEST_FRAME.sub("", rest))
     return Intent("search", subject) if subject or verb is not None else None
+
+
+def _similar(words: str, after: str) -> Intent:
+    """A request for images like the conversation's, with the kind of image it names ("more
+    harbours like this") and how they should differ (``after`` the "like this": "but with
+    more water"): both are the search's words. A difference that leaves something out
+    ("without the buildings") cannot be searched by likeness: ``fewer`` says so.
+    """
+    kind = _MORE_KIND.search(words)
+    subject = subject_words(kind.group(1)) if kind else ""
+    if re.fullmatch(rf"{_IMAGE_NOUN}|(?:of )?(?:this|these|that)", subject):
+        subject = ""
+    differs = _trimmed(after, _SEARCH_TRAILING)
+    while (join := _REFINE_JOIN.match(differs)) and join.end():
+        differs = differs[join.end():]
+    if _REFINE_LESS.match(differs):
+        return Intent("similar", subject, fewer=True)
+    if not subject:
+        differs = search_subject(_REFINE_LEAD.sub("", differs))
+    return Intent("similar", " ".join(w for w in (subject, differs) if w))
 
 
 def _points_at_conversation(rest: str) -> bool:

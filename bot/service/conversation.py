@@ -21,7 +21,13 @@ from bot.replies import Reply
 from bot.service.engine_port import EnginePort
 from bot.service.questions import Questions
 from bot.service.scenes import Scenes
-from bot.service.search import NO_OWN_IMAGES, GallerySearch, found_text, scope
+from bot.service.search import (
+    CANNOT_LEAVE_OUT,
+    NO_OWN_IMAGES,
+    GallerySearch,
+    found_text,
+    scope,
+)
 from bot.service.store_port import SavedSearch, StorePort
 from bot.service.turns import render_turn, reply_turn, session_key
 from bot.service.uploads import Uploads, with_locations
@@ -109,6 +115,8 @@ class ConversationService:
         """A request for other images in the chat: by its words, or like the last image."""
         if intent.kind == "similar":
             reply = await self._similar(uid, images, intent.subject)
+            if intent.fewer:  # "like this but without the buildings"
+                reply = Reply(f"{CANNOT_LEAVE_OUT} {reply.text}", reply.hits)
         else:
             query = await self._request_query(Turn("user", (TextPart(
                 search_request(intent, _text_of(user_turn))),)))

@@ -22,6 +22,9 @@ from bot.service.workers import Workers
 
 NO_OWN_IMAGES = ("You have not sent me any images yet: every image you send joins your own "
                  "gallery, searchable only by you. /search <text> looks in the public gallery.")
+# A search finds what is like its words and image; it cannot leave a thing out.
+CANNOT_LEAVE_OUT = ("I can't leave things out of a search, only look for what is there: these "
+                    "are the images most like yours.")
 DEPTH_REACHED = ("That search has shown its {n} best images, as far as /more goes. Ask again "
                  "in other words for different ones.")
 # Extra results fetched for a search by example, so that leaving out copies still leaves enough.

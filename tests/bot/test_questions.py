@@ -5,6 +5,7 @@ the fake engine and the in-memory store; the answers themselves are engine/answe
 from __future__ import annotations
 
 from bot.service.conversation import ConversationService
+from bot.service.search import CANNOT_LEAVE_OUT
 from bot.service.user_ref import UserRef
 from engine.types import ImagePart, TextPart, Turn
 from tests.bot.conftest import jpeg
@@ -31,6 +32,25 @@ async def test_more_of_a_kind_like_this_searches_by_the_photo_and_the_words(
     reply = await service.ask(ALICE, "show me more harbours like this")
     assert reply.hits and engine.generate_calls == calls
     assert engine.retrieved[-1] == [Turn("user", (TextPart("Show me harbours"),))]
+
+
+async def test_like_this_but_different_searches_by_the_photo_and_the_difference(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg()])
+    reply = await service.ask(ALICE, "find places like this one, but with more water")
+    assert reply.hits and not reply.text.startswith(CANNOT_LEAVE_OUT)
+    assert engine.retrieved[-1] == [Turn("user", (TextPart("Show me water"),))]
+
+
+async def test_like_this_but_without_says_what_a_search_cannot_do(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    await service.ask(ALICE, "", [jpeg()])
+    asked = len(engine.retrieved)
+    reply = await service.ask(ALICE, "like this one but without the houses")
+    assert reply.hits and reply.text.startswith(CANNOT_LEAVE_OUT)
+    assert len(engine.retrieved) == asked  # the photo alone: "houses" is never searched for
 
 
 async def test_questions_about_results_are_about_the_images_just_shown(

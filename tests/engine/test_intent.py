@@ -41,6 +41,33 @@ def test_reads_the_kind_and_the_thing(text: str, images: int, kind: str, subject
     assert (intent.kind, intent.subject) == (kind, subject)
 
 
+@pytest.mark.parametrize(("text", "subject"), [
+    ("show me places like this one but with more water", "water"),
+    ("anything like this, only greener?", "greener"),
+    ("something similar to this but with ships", "ships"),
+    ("similar photos with a river please", "river"),
+    ("more stadiums like that one and near the sea", "stadiums near the sea"),
+    ("Find more like this", ""),
+])
+def test_like_this_but_searches_by_the_photo_and_the_difference(text: str, subject: str) -> None:
+    assert read_intent(text, 1) == Intent("similar", subject)
+
+
+@pytest.mark.parametrize("text", [
+    "like this one but without the buildings", "more ports like this with no ships",
+    "show me similar scenes, but fewer trees"])
+def test_a_difference_that_leaves_something_out_is_not_searched_for(text: str) -> None:
+    intent = read_intent(text, 1)
+    assert intent.kind == "similar" and intent.fewer
+    assert not {"buildings", "ships", "trees"} & set(intent.subject.split())
+
+
+@pytest.mark.parametrize("text", ["is it like this?", "what does it look like?",
+                                  "is the left part like the right one?"])
+def test_likeness_questions_about_the_photo_never_search(text: str) -> None:
+    assert read_intent(text, 1).kind not in SEARCHES
+
+
 @pytest.mark.parametrize("text", [
     "show me where the river is", "show me the left part", "can you find any boats here?",
     "describe the second image", "show me what is in the middle", "what is this?"])
