@@ -21,13 +21,7 @@ from bot.replies import Reply
 from bot.service.engine_port import EnginePort
 from bot.service.questions import Questions
 from bot.service.scenes import Scenes
-from bot.service.search import (
-    CANNOT_LEAVE_OUT,
-    NO_OWN_IMAGES,
-    GallerySearch,
-    found_text,
-    scope,
-)
+from bot.service.search import CANNOT_LEAVE_OUT, NO_OWN_IMAGES, GallerySearch, found_text, scope
 from bot.service.store_port import SavedSearch, StorePort
 from bot.service.turns import render_turn, reply_turn, session_key
 from bot.service.uploads import Uploads, with_locations
