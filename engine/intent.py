@@ -276,13 +276,12 @@ def _similar(words: str, after: str) -> Intent:
     subject = subject_words(kind.group(1)) if kind else ""
     if re.fullmatch(rf"{_IMAGE_NOUN}|(?:of )?(?:this|these|that)", subject):
         subject = ""
-    differs = _trimmed(after, _SEARCH_TRAILING)
+    differs = after.strip()
     while (join := _REFINE_JOIN.match(differs)) and join.end():
         differs = differs[join.end():]
-    if _REFINE_LESS.match(differs):
+    if _REFINE_LESS.match(differs):  # before trimming: it cuts a leading "fewer" or "less"
         return Intent("similar", subject, fewer=True)
-    if not subject:
-        differs = search_subject(_REFINE_LEAD.sub("", differs))
+    differs = search_subject(differs if subject else _REFINE_LEAD.sub("", differs))
     return Intent("similar", " ".join(w for w in (subject, differs) if w))
 
 
