@@ -70,9 +70,9 @@ _DEICTIC = re.compile(
 _SEARCH_VERB = re.compile(
     r"^(?:(?:please|ok|okay|now|and|also|then)[\s,]+)*(?:(?:can|could|would|will) you\s+"
     r"(?:please\s+)?|please\s+|i(?:'d| would) like (?:you )?to\s+|i want (?:you )?to\s+|"
-    r"let me\s+|help me\s+)?(show(?: me| us)?|find(?: me)?|search(?: for)?|look(?:ing)? for|"
-    r"get(?: me)?|give me|fetch|retrieve|display|pull up|bring(?: me)?(?: up)?|look up|"
-    r"dig up|do you have|have you got|"
+    r"let me\s+|help me\s+)?(show(?: me| us)?|find(?! out\b)(?: me)?|search(?: for)?|"
+    r"look(?:ing)? for|get(?: me)?|give me|fetch|retrieve|display|pull up|"
+    r"bring(?: me)?(?: up)?|look up|dig up|do you have|have you got|"
     r"i(?:'m| am) (?:looking|searching) for|i(?:'d| would) like(?: to see)?|"
     r"i (?:want|need)(?: to see)?|any|are there (?:any )?(?:other |more )?"
     rf"{_IMAGE_NOUN} (?:of|with|showing))\b")
@@ -86,6 +86,16 @@ _IN_THE_IMAGE = re.compile(r"\b(?:in|on|of|from) (?:this|that|the|these|my) (?:i
 # "do you have pictures of farms?"): "any boats?" asks about the image at hand, "look up the
 # weather" for a fact no image holds.
 _ONLY_WITH_IMAGE_NOUN = ("any", "do you have", "have you got", "look up", "dig up")
+# A wish ("i'd like", "i want", "i need"; not "... to see") asks to be told about the
+# conversation's images, not for other images, when what follows asks for a description
+# ("i'd like this one described", "i need a caption") or, with images at hand, for a fact
+# ("i want to know how many planes there are").
+_WISH = re.compile(r"i(?:'d| would) like|i (?:want|need)")
+_TO_BE_DESCRIBED = re.compile(
+    r"\b(?:described|explained|captioned|summari[sz]ed|analy[sz]ed|interpreted)\b|"
+    r"\b(?:a|an|the|your|some)\s+(?:\w+\s+){0,2}(?:description|caption|summary|"
+    r"analysis|explanation|interpretation)\b")
+_TO_BE_TOLD = re.compile(r"^\s*to (?:know|understand|find out|hear|learn)\b")
 # What a request's words may open with before the thing searched: "me some", "the gallery
 # for", "an aerial photo showing".
 _REQUEST_FRAME = re.compile(
@@ -126,7 +136,11 @@ _DESCRIBE = re.compile(
     r"^(?:please\s+|can you\s+|could you\s+)?(?:describe|caption|summari[sz]e)\b|"
     r"\bwhat(?:'s| is| do you see| can you see| does (?:it|this|the \w+) show| is shown)\s*"
     r"(?:in|on)?\s*(?:this|the|that)?\s*(?:image|picture|photo|pic)?\s*\??$|"
-    r"^what am i looking at|^what(?:'s| is) (?:this|that|it)\s*\??$|^what do we have here")
+    r"^what am i looking at|^what(?:'s| is) (?:this|that|it)\s*\??$|^what do we have here|"
+    # asked as a wish: "i'd like it described", "i need a caption", "to know what this is"
+    r"\b(?:described|explained|captioned|summari[sz]ed)\b|\b(?:a|an|the|your|some)\s+"
+    r"(?:\w+\s+){0,2}(?:description|caption|summary|explanation)\b|"
+    r"\bwhat (?:this|that|it) (?:is|shows)\s*\??$")
 _COMPARE = re.compile(
     r"\b(differen\w*|differ|changed?|changes|compare\w*|contrast|in common|similarit\w*|"
     r"versus|vs\.?)\b")
@@ -144,8 +158,8 @@ _COUNT = re.compile(
     r"you|i)\b.*)?$|\b(?:count|number of)\s+(?:the\s+)?(.+?)(?:\s+(?:in|on|here|there)\b.*)?$")
 _COLOUR = re.compile(
     r"\b(?:what|which)\s+colou?rs?\s+(?:is|are|do|does|were)?\s*(?:the\s+)?(.+?)"
-    r"(?:\s+(?:have|in|on|here|there)\b.*)?$|\bcolou?rs?\s+of\s+(?:the\s+)?(.+?)(?:\s+(?:in|on|"
-    r"here|there)\b.*)?$|^(?:the\s+)?(.+?)\s+(?:are|is)\s+what\s+colou?r")
+    r"(?:\s+(?:are|is|have|in|on|here|there)\b.*)?$|\bcolou?rs?\s+of\s+(?:the\s+)?(.+?)"
+    r"(?:\s+(?:in|on|here|there)\b.*)?$|^(?:the\s+)?(.+?)\s+(?:are|is)\s+what\s+colou?r")
 _SCENE = re.compile(
     r"\bwhat\s+(?:kind|type|sort)\s+of\s+(?:place|scene|area|location|site|landscape|land|"
     r"terrain|setting|image|picture|region)\b|\bwhat (?:place|scene|area) is (?:this|it)\b|"
@@ -159,7 +173,7 @@ _SCENE_IS = re.compile(
     r"photo|place))?\s+(?:look like|show|depict)\s+(?:an?\s+)(.+?)(?:\s+(?:scene|area|region))?"
     r"\s*\??$")
 _PRESENCE = re.compile(
-    r"\b(?:is|are)\s+there\s+(.+)$|"
+    r"\b(?:is|are)\s+there\s+(.+)$|\b(?:whether|if)\s+there\s+(?:is|are)\s+(.+)$|"
     r"\b(?:can|could|do|did)\s+(?:you|i|we|one)\s+(?:see|spot|find|detect|notice|identify|"
     r"make out|observe|locate|discern)\s+(.+)$|"
     r"^(?:i|we)\s+(?:see|spot|notice)\s+(.+)$|"
@@ -249,6 +263,10 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     if verb is None and not (_FOR_IMAGES.search(words) and not (images or results)):
         return None
     rest = words[verb.end():] if verb else words
+    if verb is not None and _WISH.fullmatch(verb.group(1)) and not _FOR_IMAGES.search(rest) \
+            and (_TO_BE_DESCRIBED.search(rest)
+                 or (images or results) and _TO_BE_TOLD.match(rest)):
+        return None  # "i'd like this one described": a question about the images at hand
     pointing = _IN_THE_IMAGE if verb is not None and _SEARCHES_ONLY.match(verb.group(1)) \
         else None
     if (images or results) and not _FOR_IMAGES.search(rest) and (

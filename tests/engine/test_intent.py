@@ -140,6 +140,30 @@ def test_a_caption_asked_for_may_say_here_or_in_it(text: str) -> None:
     assert read_intent(text, images=1).kind == "search"
 
 
+@pytest.mark.parametrize(("text", "kind", "subject"), [
+    ("I'd like this one described", "describe", ""),
+    ("i would like that photo summarised please", "describe", ""),
+    ("I need a caption for it", "describe", ""),
+    ("i want a more detailed description", "detail", ""),
+    ("I'd like to know what it shows", "describe", ""),
+    ("i want to find out how many tanks there are", "count", "tanks"),
+    ("I would like to know whether there is a bridge", "presence", "bridge"),
+    ("i'd like to understand what colour the pitch is", "colour", "pitch"),
+])
+def test_a_wish_about_the_image_at_hand_is_a_question(text: str, kind: str,
+                                                      subject: str) -> None:
+    assert (read_intent(text, images=1).kind, read_intent(text, images=1).subject) == \
+        (kind, subject)
+
+
+@pytest.mark.parametrize(("text", "subject"), [
+    ("i'd like pictures of a marina", "marina"), ("I need beaches with white sand",
+                                                   "beaches with white sand"),
+    ("i want photos of farmland described as green", "farmland described as green")])
+def test_a_wish_for_images_still_searches(text: str, subject: str) -> None:
+    assert read_intent(text, images=1) == Intent("search", subject)
+
+
 @pytest.mark.parametrize("text", [
     "do you have pictures of vineyards?", "have you got any photos of oil tanks",
     "can you look up images of a marina"])
