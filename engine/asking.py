@@ -25,7 +25,8 @@ def answer_question(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
     results just shown); ``dialogue`` ends with the user's turn, for the taught kinds.
     """
     if not seen:
-        return "Send me an image first, and then ask about it."
+        return ("Send me an image first, and then ask about it, or ask for images by words "
+                "(\"show me farmland near a river\").")
     if intent.kind in OVER_ALL:
         return _over_all(answers, intent, seen)
     target = _pick(seen, intent.target)

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.regions import Region, find_region
-from engine.tokens import RETRIEVAL_PROMPTS
+from engine.tokens import RETRIEVAL_PROMPTS, humanize_label
+from engine.training.questions import OBJECTS
+from engine.training.scene_match import RSICD_CLASSES
 
 Kind = Literal[
     "search",  # other images, by words: "find airports next to the sea"
@@ -86,20 +88,32 @@ _IN_THE_IMAGE = re.compile(r"\b(?:in|on|of|from) (?:this|that|the|these|my) (?:i
 # "do you have pictures of farms?"): "any boats?" asks about the image at hand, "look up the
 # weather" for a fact no image holds.
 _ONLY_WITH_IMAGE_NOUN = ("any", "do you have", "have you got", "look up", "dig up")
-# A wish ("i'd like", "i want", "i need"; not "... to see") asks to be told about the
-# conversation's images, not for other images, when what follows asks for a description
-# ("i'd like this one described", "i need a caption") or, with images at hand, for a fact
-# ("i want to know how many planes there are").
-_WISH = re.compile(r"i(?:'d| would) like|i (?:want|need)")
+# A request's words that ask for a description, not for images: "give me a longer
+# description", "i'd like this one described" ("find a place described as green" searches).
 _TO_BE_DESCRIBED = re.compile(
-    r"\b(?:described|explained|captioned|summari[sz]ed|analy[sz]ed|interpreted)\b|"
-    r"\b(?:a|an|the|your|some)\s+(?:\w+\s+){0,2}(?:description|caption|summary|"
-    r"analysis|explanation|interpretation)\b")
+    r"^\s*(?:(?:this|that|it|these|those|the \w+|my \w+)(?: one| image| picture| photo)?\s+"
+    r"(?:described|explained|captioned|summari[sz]ed|analy[sz]ed|interpreted)\b|(?:me\s+)?"
+    r"(?:a|an|the|your|some)\s+(?:\w+\s+){0,2}(?:description|caption|summary|analysis|"
+    r"explanation|interpretation)\b)")
+# A wish ("i'd like", "i want", "i need"; not "... to see") asks, with images at hand, to be
+# told a fact about them: "i want to know how many planes there are".
+_WISH = re.compile(r"i(?:'d| would) like|i (?:want|need)")
 _TO_BE_TOLD = re.compile(r"^\s*to (?:know|understand|find out|hear|learn)\b")
+# Words that ask or tell something. A message without them, in a chat with no images yet,
+# that names a kind of place or a thing the model was taught, can only name images to find:
+# "airports next to the sea" ("again" or "nice one" names none).
+_ASKS = re.compile(
+    r"^(?:what|where|how|why|who|when|which|whose|is|are|was|were|do|does|did|can|could|"
+    r"would|will|should|shall|may|might|tell|describe|explain|caption|summari[sz]e|compare|"
+    r"count|zoom|point|identify|classify|please|hi|hello|hey|thanks?|ok(?:ay)?|yes|no|and|"
+    r"but|so)\b|\?")
+_KNOWN_WORDS = frozenset(
+    {word for obj in OBJECTS for form in obj.forms for word in form}
+    | {word for label in RSICD_CLASSES for word in (label, *humanize_label(label).split())})
 # What a request's words may open with before the thing searched: "me some", "the gallery
 # for", "an aerial photo showing".
 _REQUEST_FRAME = re.compile(
-    r"^\s*(?:(?:me|us)\s+)?(?:(?:the|my|your|our)\s+(?:gallery|collection|archive|database)"
+    r"^\s*[:\-]?\s*(?:(?:me|us)\s+)?(?:(?:the|my|your|our)\s+(?:gallery|collection|archive|database)"
     r"\s+for\s+)?(?:(?:some|a few|more|other|any|an?|the)\s+)?(?:(?:(?:satellite|aerial|"
     rf"overhead|drone|remote[- ]sensing|top[- ]down)\s+)?{_IMAGE_NOUN}\s+(?:of|with|showing|"
     r"shows?|that shows?|where|depicting|containing|featuring)\s+)?")
@@ -114,7 +128,8 @@ _LIKE_THIS = re.compile(
     rf"\b(?:(?:more|other|others|another|similar|some)\b.*\b{_LIKE}|similar (?:ones|images|"
     r"pictures|photos|scenes)|(?:something|anything) similar|more of (?:this|these|the same)|"
     rf"look(?:s)? (?:alike|similar))\b|^{_SEARCH_LEAD}(?:(?:places?|areas?|spots?|sites?|"
-    rf"locations?|somewhere|something|anything|{_IMAGE_NOUN})\s+)?{_LIKE}\b")
+    rf"locations?|somewhere|something|anything|{_IMAGE_NOUN})\s+)?{_LIKE}\b|"
+    rf"^{_SEARCH_LEAD}(?:more |some |any )?similar(?:\s+{_IMAGE_NOUN})?\s*[?.!]*$")
 _MORE_KIND = re.compile(rf"\b(?:more|other|similar|some)\s+(.+?)\s+(?:{_IMAGE_NOUN}\s+)?"
                         r"(?:like|similar to|resembling)\b")
 # What may join a "like this" to the way the results should differ: "..., but with more
@@ -133,9 +148,11 @@ _DETAIL = re.compile(
     r"(?:fully|more|further|better)|in depth|go on|more thorough(?:ly)?|full description|"
     r"longer description|everything you see)\b")
 _DESCRIBE = re.compile(
-    r"^(?:please\s+|can you\s+|could you\s+)?(?:describe|caption|summari[sz]e)\b|"
-    r"\bwhat(?:'s| is| do you see| can you see| does (?:it|this|the \w+) show| is shown)\s*"
-    r"(?:in|on)?\s*(?:this|the|that)?\s*(?:image|picture|photo|pic)?\s*\??$|"
+    r"^(?:please\s+|can you\s+|could you\s+)?(?:describe|caption|summari[sz]e|explain)\b|"
+    r"\bwhat(?:'s| is| do you see| can you see| does (?:it|(?:this|that|the)(?: \w+)?) show|"
+    r" is shown)\s*(?:in|on)?\s*(?:this|the|that)?\s*(?:image|picture|photo|pic)?\s*(?:here)?"
+    r"\s*\??$|\bwhat(?:'s| is) (?:going on|happening)\b|^(?:(?:can|could) you\s+)?tell me "
+    r"(?:about (?:this|that|it|the (?:image|picture|photo|scene))|what (?:you see|this|it|is))|"
     r"^what am i looking at|^what(?:'s| is) (?:this|that|it)\s*\??$|^what do we have here|"
     # asked as a wish: "i'd like it described", "i need a caption", "to know what this is"
     r"\b(?:described|explained|captioned|summari[sz]ed)\b|\b(?:a|an|the|your|some)\s+"
@@ -161,16 +178,21 @@ _COLOUR = re.compile(
     r"(?:\s+(?:are|is|have|in|on|here|there)\b.*)?$|\bcolou?rs?\s+of\s+(?:the\s+)?(.+?)"
     r"(?:\s+(?:in|on|here|there)\b.*)?$|^(?:the\s+)?(.+?)\s+(?:are|is)\s+what\s+colou?r")
 _SCENE = re.compile(
-    r"\bwhat\s+(?:kind|type|sort)\s+of\s+(?:place|scene|area|location|site|landscape|land|"
+    r"\b(?:what|which)\s+(?:kind|type|sort)\s+of\s+(?:place|scene|area|location|site|landscape|land|"
     r"terrain|setting|image|picture|region)\b|\bwhat (?:place|scene|area) is (?:this|it)\b|"
     r"\bwhat(?:'s| is) (?:the|this) (?:scene|place|area|setting)\b|\bclassify\b|"
-    r"\bwhat (?:category|class)\b")
+    r"\bwhat (?:category|class)\b|\bidentify (?:this|the|that) (?:place|scene|area|location|"
+    r"image|picture|photo)\b|"
+    # "is this urban or rural?", "is it a port or an airport?": answered with the kind
+    r"^(?:is|was) (?:this|it|that)(?: (?:image|picture|photo|place|area|scene))? [\w ]+ or "
+    r"[\w ]+?\s*\??$")
 _SCENE_IS = re.compile(
     r"^(?:is|was)\s+(?:this|it|that|the \w+ (?:one|image|picture|photo))(?:\s+(?:image|"
     r"picture|photo|place|area|scene))?\s+"
     r"(?:showing\s+|of\s+|a\s+picture\s+of\s+)?(?:an?\s+|some\s+)(.+?)(?:\s+(?:scene|area|"
     r"image|picture|region))?\s*\??$|^(?:does|do)\s+(?:this|it|that)(?:\s+(?:image|picture|"
-    r"photo|place))?\s+(?:look like|show|depict)\s+(?:an?\s+)(.+?)(?:\s+(?:scene|area|region))?"
+    r"photo|place))?\s+(?:(?:look like|show|depict)\s+(?:an?\s+)|looks?\s+)(.+?)"
+    r"(?:\s+(?:scene|area|region))?"
     r"\s*\??$")
 _PRESENCE = re.compile(
     r"\b(?:is|are)\s+there\s+(.+)$|\b(?:whether|if)\s+there\s+(?:is|are)\s+(.+)$|"
@@ -183,7 +205,8 @@ _PRESENCE = re.compile(
     r"shown|there|in (?:it|this|the|view|sight)|here|to be seen)\b.*$|"
     r"^any\s+(.+)$|^(?:search|look(?! up\b)|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|"
     r"^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
-_WHERE = re.compile(r"\bwhere(?:'s|\s+is|\s+are|\s+do you see|\s+can i find|\s+can you see|"
+_WHERE = re.compile(r"^(?:(?:can|could) you\s+)?point (?:out|to|at)\s+(.+)$|"
+                    r"\bwhere(?:'s|\s+is|\s+are|\s+do you see|\s+can i find|\s+can you see|"
                     r"\s+exactly is|\s+exactly are)?\s+(?!is\b|are\b)(.+?)(?:\s+(?:is|are|lies|"
                     r"lie|located|sits?|can be (?:seen|found)))?\s*\??$|"
                     r"\bwhich (?:part|side|corner) (?:of the \w+ )?(?:has|holds|contains|shows|is)"
@@ -250,6 +273,7 @@ def search_request(intent: Intent, text: str) -> str:
 
 def _plain(text: str) -> str:
     text = text.lower().replace("’", "'").replace("\u00a0", " ")
+    text = re.sub(r"\b(what|where|how|that)s\b", r"\1's", text)  # typed without apostrophe
     return " ".join(text.split())
 
 
@@ -259,29 +283,42 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     """
     if like := _LIKE_THIS.search(words):
         return _similar(words, words[like.end():])
+    at_hand = bool(images or results)
     verb = _SEARCH_VERB.search(words)
-    if verb is None and not (_FOR_IMAGES.search(words) and not (images or results)):
+    if verb is None and not (_FOR_IMAGES.search(words) and not at_hand) \
+            and (at_hand or _ASKS.search(words) or not _names_known(words)):
         return None
     rest = words[verb.end():] if verb else words
-    if verb is not None and _WISH.fullmatch(verb.group(1)) and not _FOR_IMAGES.search(rest) \
-            and (_TO_BE_DESCRIBED.search(rest)
-                 or (images or results) and _TO_BE_TOLD.match(rest)):
-        return None  # "i'd like this one described": a question about the images at hand
-    pointing = _IN_THE_IMAGE if verb is not None and _SEARCHES_ONLY.match(verb.group(1)) \
-        else None
-    if (images or results) and not _FOR_IMAGES.search(rest) and (
-            pointing.search(rest) if pointing else _points_at_conversation(rest)):
+    if _about_images_at_hand(verb.group(1) if verb else None, rest, at_hand):
         return None
-    if verb is not None and verb.group(1) in _ONLY_WITH_IMAGE_NOUN \
-            and not _FOR_IMAGES.search(rest):
-        return None  # "any boats?" asks about the image at hand
-    if re.match(r"^\s*(me\s+)?(where|which|how|what|if|whether)\b", rest):
-        return None  # "show me where the river is" points into the image
-    if find_region(rest) is not None and not _FOR_IMAGES.search(rest) and (images or results) \
-            and not pointing:
-        return None  # "show me the left part"
     subject = search_subject(_REQUEST_FRAME.sub("", rest))
     return Intent("search", subject) if subject or verb is not None else None
+
+
+def _names_known(words: str) -> bool:
+    """Whether ``words`` name a taught thing or kind of place ("airports", "a beach")."""
+    return any(w in _KNOWN_WORDS or w.removesuffix("s") in _KNOWN_WORDS
+               or w.removesuffix("es") in _KNOWN_WORDS for w in re.findall(r"[a-z]+", words))
+
+
+def _about_images_at_hand(verb: str | None, rest: str, at_hand: bool) -> bool:
+    """Whether what follows a request's ``verb`` asks about the conversation's images (or
+    the results shown: ``at_hand``) rather than for other images.
+    """
+    named = bool(_FOR_IMAGES.search(rest))  # "images of ...": always other images
+    if verb is not None and not named and (_TO_BE_DESCRIBED.match(rest) or (
+            at_hand and _WISH.fullmatch(verb) and _TO_BE_TOLD.match(rest))):
+        return True  # "give me a description", "i want to know how many ..."
+    pointing = _IN_THE_IMAGE if verb is not None and _SEARCHES_ONLY.match(verb) else None
+    if at_hand and not named and (
+            pointing.search(rest) if pointing else _points_at_conversation(rest)):
+        return True
+    if verb in _ONLY_WITH_IMAGE_NOUN and not named:
+        return True  # "any boats?" asks about the image at hand
+    if re.match(r"^\s*(me\s+)?(where|which|how|what|if|whether)\b", rest):
+        return True  # "show me where the river is" points into the image
+    # "show me the left part"
+    return find_region(rest) is not None and not named and at_hand and not pointing
 
 
 def _similar(words: str, after: str) -> Intent:
@@ -378,7 +415,7 @@ def _about_a_thing(words: str, region: Region | None, target: int | None) -> Int
             or not (match := _PRESENCE.search(words))):
         return None
     subject = subject_words(next(g for g in match.groups() if g))
-    if not subject or re.match(r"(in|on|at|to|of|near)\b", subject):
+    if subject in ("", "here", "there") or re.match(r"(in|on|at|to|of|near)\b", subject):
         return None  # "what can you see in the top right?" asks what, not whether
     return Intent("presence", subject, region, target)
 

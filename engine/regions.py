@@ -68,6 +68,9 @@ _SIDE = re.compile(
     r"(?:\s*(?:-?\s*hand)?\s*(?:side|part|half|edge|area|corner|portion|section|end))?\b")
 _SIDE_NOUN = re.compile(rf"\b({_VERTICAL[1:-1]}|{_HORIZONTAL[1:-1]})\s*(?:-?\s*hand\s+)?"
                         r"(?:side|part|half|edge|corner|portion|section)\b")
+# A side named alone, as a follow-up: "and the bottom?", "what about the left?"
+_SIDE_ALONE = re.compile(rf"^(?:and\s+)?(?:(?:what|how)\s+about\s+)?the\s+({_VERTICAL[1:-1]}|"
+                         rf"{_HORIZONTAL[1:-1]})\s*[?.!]*$")
 _MIDDLE = re.compile(r"\b(middle|center|centre|central)\b")
 
 
@@ -78,7 +81,7 @@ def find_region(text: str) -> Region | None:
         if match := pattern.search(lowered):
             vertical, horizontal = (_norm(match.group(i)) for i in order)
             return REGIONS[f"{vertical} {horizontal}"]
-    for pattern in (_SIDE, _SIDE_NOUN):
+    for pattern in (_SIDE, _SIDE_NOUN, _SIDE_ALONE):
         if match := pattern.search(lowered):
             return REGIONS[_norm(match.group(1))]
     if _MIDDLE.search(lowered):

@@ -156,6 +156,39 @@ def test_a_wish_about_the_image_at_hand_is_a_question(text: str, kind: str,
         (kind, subject)
 
 
+@pytest.mark.parametrize(("text", "kind", "subject"), [
+    ("what's going on in the photo", "describe", ""),
+    ("tell me about the picture", "describe", ""),
+    ("could you explain that image?", "describe", ""),
+    ("what does that photo show", "describe", ""),
+    ("whats happening", "describe", ""), ("what can you see here?", "describe", ""),
+    ("give me a short caption", "describe", ""), ("which type of place is it", "scene", ""),
+    ("identify the location", "scene", ""), ("is it farmland or desert?", "scene", ""),
+    ("does this look industrial", "scene_is", "industrial"),
+    ("could you point at the bridge", "where", "bridge"), ("how about the top?", "region", ""),
+    ("and the right.", "region", ""), ("show similar", "similar", ""),
+    ("find similar photos", "similar", ""),
+])
+def test_questions_in_everyday_words(text: str, kind: str, subject: str) -> None:
+    intent = read_intent(text, images=1)
+    assert (intent.kind, intent.subject) == (kind, subject)
+
+
+@pytest.mark.parametrize(("text", "subject"), [
+    ("bridges over a river", "bridges over a river"), ("ports", "ports"),
+    ("a church next to a square", "church next to a square"), ("search: stadium", "stadium")])
+def test_a_bare_phrase_in_an_empty_chat_is_a_search(text: str, subject: str) -> None:
+    assert read_intent(text, images=0) == Intent("search", subject)
+
+
+@pytest.mark.parametrize(("text", "images"), [
+    ("bridges over a river", 1), ("nice", 0), ("again", 0), ("wow ok", 0),
+    ("is there a river?", 0)])
+def test_a_phrase_that_names_nothing_known_or_follows_a_photo_is_no_search(
+        text: str, images: int) -> None:
+    assert read_intent(text, images=images).kind not in SEARCHES
+
+
 @pytest.mark.parametrize(("text", "subject"), [
     ("i'd like pictures of a marina", "marina"), ("I need beaches with white sand",
                                                    "beaches with white sand"),
