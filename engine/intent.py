@@ -27,6 +27,7 @@ from engine.training.scene_match import RSICD_CLASSES
 Kind = Literal[
     "search",  # other images, by words: "find airports next to the sea"
     "similar",  # other images like the conversation's last one; ``subject`` may narrow it
+    "more",  # the next results of the last search
     "describe",  # a description of the image
     "detail",  # a longer description: the whole and its parts
     "region",  # what one part of the image shows
@@ -41,7 +42,7 @@ Kind = Literal[
     "scene_is",  # is this ``subject`` (a kind of place)?
     "other",  # none of these: the honest reply of what can be asked
 ]
-SEARCHES: frozenset[Kind] = frozenset({"search", "similar"})
+SEARCHES: frozenset[Kind] = frozenset({"search", "similar", "more"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,13 @@ _LIKE_THIS = re.compile(
     rf"look(?:s)? (?:alike|similar))\b|^{_SEARCH_LEAD}(?:(?:places?|areas?|spots?|sites?|"
     rf"locations?|somewhere|something|anything|{_IMAGE_NOUN})\s+)?{_LIKE}\b|"
     rf"^{_SEARCH_LEAD}(?:more |some |any )?similar(?:\s+{_IMAGE_NOUN})?\s*[?.!]*$")
+# "show me more", "next", "more results": after a search, its next results; after a photo,
+# images like it.
+_MORE_RESULTS = re.compile(
+    r"^(?:(?:ok|okay|now|please|and)[\s,]+)*(?:(?:show|give|get|find)(?: me)?\s+|any\s+)?"
+    r"(?:some\s+)?more(?:\s+(?:results|images|pictures|photos|of them|of those|of these))?"
+    r"(?:\s+please)?\s*[?.!]*$|^(?:next|another|the next)(?:\s+(?:page|results|ones|few|batch))?"
+    r"(?:\s+please)?\s*[?.!]*$|^(?:keep going|go on with the search|continue the search)\s*[?.!]*$")
 _MORE_KIND = re.compile(rf"\b(?:more|other|similar|some)\s+(.+?)\s+(?:{_IMAGE_NOUN}\s+)?"
                         r"(?:like|similar to|resembling)\b")
 # What may join a "like this" to the way the results should differ: "..., but with more
@@ -162,11 +170,11 @@ _COMPARE = re.compile(
     r"\b(differen\w*|differ|changed?|changes|compare\w*|contrast|in common|similarit\w*|"
     r"versus|vs\.?)\b")
 _SAME = re.compile(r"\b(?:same|alike|similar)\b(?!\s+(?:to\s+)?(?:this|that))|"
-                   r"\bboth\b.*\b(?:a|an)\b")
+                   r"\bboth\b.*\b(?:a|an)\b|^(?:are|is|do|does)\b.*\bboth\b")
 _WHICH = re.compile(
     r"^(?:so\s+|and\s+)?(?:which|what)\s+(?:one|image|picture|photo|pic|result|of (?:these|them|"
     r"those|the (?:two|three|images|pictures|photos|results)))?\s*(?:of (?:these|them|those|the "
-    r"\w+))?\s*(?:is|are|has|have|shows?|contains?|includes?|looks? like|seems? to be|"
+    r"\w+))?\s*(?:is|are|has|have|shows?|contains?|includes?|looks?(?: like)?|seems? to be|"
     r"depicts?|with)\b\s*(.*)$")
 _SEVERAL_WORDS = re.compile(r"^(?:so\s+|and\s+)?which (?:one|image|picture|photo|of)\b|"
                             r"\b(?:between|both|the two|these|each other)\b")
@@ -283,6 +291,8 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     """
     if like := _LIKE_THIS.search(words):
         return _similar(words, words[like.end():])
+    if _MORE_RESULTS.match(words):
+        return Intent("similar" if images and not results else "more")
     at_hand = bool(images or results)
     verb = _SEARCH_VERB.search(words)
     if verb is None and not (_FOR_IMAGES.search(words) and not at_hand) \
@@ -423,5 +433,6 @@ def _about_a_thing(words: str, region: Region | None, target: int | None) -> Int
 def _describe_one(words: str) -> bool:
     """"the second one?", "and the first image": a bare pointer asks for its description."""
     rest = _ORDINAL.sub("", words)
-    return not re.sub(r"\b(and|what about|how about|tell me about|show|the|one|please|about)\b|"
+    return not re.sub(r"\b(and|what about|how about|tell me about|show|the|one|please|about|"
+                      r"what(?:'s| is) (?:in|on)|what do you see in)\b|"
                       r"[?.!,]", "", rest).strip()

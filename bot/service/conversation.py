@@ -107,7 +107,9 @@ class ConversationService:
     async def _search_asked(self, uid: int, user_turn: Turn, intent: Intent,
                             images: Sequence[DecodedImage]) -> Reply:
         """A request for other images in the chat: by its words, or like the last image."""
-        if intent.kind == "similar":
+        if intent.kind == "more":
+            reply = await self._more(uid)
+        elif intent.kind == "similar":
             reply = await self._similar(uid, images, intent.subject)
             if intent.fewer:  # "like this but without the buildings"
                 reply = Reply(f"{CANNOT_LEAVE_OUT} {reply.text}", reply.hits)
@@ -161,7 +163,9 @@ class ConversationService:
 
     async def more(self, user: UserRef) -> Reply:
         """The next results of the user's last search, none shown before."""
-        uid = await self._uid(user)
+        return await self._more(await self._uid(user))
+
+    async def _more(self, uid: int) -> Reply:
         saved = await self._db(self.store.last_search, uid)
         if saved is None:
             raise UserFacingError("There is no search to continue: try /search airport first.")

@@ -98,3 +98,24 @@ async def test_a_photo_asked_what_it_is_gets_the_description(
     last = engine.last_dialogue[-1]
     assert [p.text for p in last.parts if isinstance(p, TextPart)] == ["Describe this image."]
     assert not engine.answered, "described as a photo is, not answered as a question"
+
+
+async def test_asking_for_more_after_a_search_continues_it(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    first = (await service.ask(ALICE, "find a port with boats")).hits
+    searched = len(engine.retrieved)
+    second = await service.ask(ALICE, "any more?")
+    assert second.hits and len(engine.retrieved) == searched, "the saved search, not a new one"
+    assert not {h.gallery_id for h in first} & {h.gallery_id for h in second.hits}
+    await service.ask(ALICE, "describe the first one")
+    intent, seen = engine.answered[-1]
+    assert intent.results and seen[0].key == second.hits[0].sha256
+
+
+async def test_a_bare_phrase_in_a_new_chat_searches(
+    service: ConversationService, engine: FakeEngine
+) -> None:
+    reply = await service.ask(ALICE, "churches beside a river")
+    assert reply.hits
+    assert engine.retrieved[-1] == [Turn("user", (TextPart("Show me churches beside a river"),))]

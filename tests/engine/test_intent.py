@@ -228,3 +228,21 @@ def test_the_evaluations_requests_keep_every_word_of_the_reference(seed: int) ->
                              ("an airport next to the sea with a long runway",
                               "airport next to the sea with a long runway")):
         assert asked(reference) == RETRIEVAL_PROMPTS[0].format(query=words)
+
+
+@pytest.mark.parametrize(("text", "images", "results", "kind"), [
+    ("give me more", 0, 4, "more"), ("next page please", 0, 4, "more"),
+    ("more of those", 1, 4, "more"), ("some more?", 1, 0, "similar"),
+    ("more please", 0, 0, "more")])
+def test_more_continues_a_search_or_finds_more_like_the_photo(
+        text: str, images: int, results: int, kind: str) -> None:
+    assert read_intent(text, images, results) == Intent(kind)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "kind", "subject"), [
+    ("are both of these residential", "same_kind", ""),
+    ("which one looks greener", "which", "greener"),
+    ("what is on the second one", "describe", "")])
+def test_questions_over_two_images_in_other_words(text: str, kind: str, subject: str) -> None:
+    intent = read_intent(text, images=2)
+    assert (intent.kind, intent.subject) == (kind, subject)
