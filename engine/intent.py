@@ -76,7 +76,9 @@ _SEARCH_VERB = re.compile(
     r"let me\s+|help me\s+)?(show(?: me| us)?|find(?! out\b)(?: me)?|search(?: for)?|"
     r"look(?:ing)? for|get(?: me)?|give me|fetch|retrieve|display|pull up|"
     r"bring(?: me)?(?: up)?|look up|dig up|do you have|have you got|"
-    r"i(?:'m| am) (?:looking|searching) for|i(?:'d| would) like(?: to see)?|"
+    r"i(?:'m| am) (?:looking|searching) for|i(?:'m| am) after|i(?:'d| would) like(?: to see)?|"
+    r"let(?:'s| us) see|(?:can|could|may) (?:i|we) (?:see|have|get)(?= (?:some|more|other|a few|"
+    rf"{_IMAGE_NOUN})\b)|"
     r"i (?:want|need)(?: to see)?|any|are there (?:any )?(?:other |more )?"
     rf"{_IMAGE_NOUN} (?:of|with|showing))\b")
 # Verbs that only ever ask for other images: a caption after them may say "this" or "it"
@@ -115,7 +117,9 @@ _KNOWN_WORDS = frozenset(
 # for", "an aerial photo showing".
 _REQUEST_FRAME = re.compile(
     r"^\s*[:\-]?\s*(?:(?:me|us)\s+)?(?:(?:the|my|your|our)\s+(?:gallery|collection|archive|database)"
-    r"\s+for\s+)?(?:(?:some|a few|more|other|any|an?|the)\s+)?(?:(?:(?:satellite|aerial|"
+    r"\s+for\s+)?(?:(?:some|a few|more|other|any|an?|the|\d+|two|three|four|five|ten)\s+)?"
+    r"(?:(?:something|anything)\s+(?:with|showing|that (?:has|shows)|containing)\s+)?"
+    r"(?:(?:(?:satellite|aerial|"
     rf"overhead|drone|remote[- ]sensing|top[- ]down)\s+)?{_IMAGE_NOUN}\s+(?:of|with|showing|"
     r"shows?|that shows?|where|depicting|containing|featuring)\s+)?")
 _FOR_IMAGES = re.compile(
@@ -137,7 +141,11 @@ _MORE_RESULTS = re.compile(
     r"^(?:(?:ok|okay|now|please|and)[\s,]+)*(?:(?:show|give|get|find)(?: me)?\s+|any\s+)?"
     r"(?:some\s+)?more(?:\s+(?:results|images|pictures|photos|of them|of those|of these))?"
     r"(?:\s+please)?\s*[?.!]*$|^(?:next|another|the next)(?:\s+(?:page|results|ones|few|batch))?"
-    r"(?:\s+please)?\s*[?.!]*$|^(?:keep going|go on with the search|continue the search)\s*[?.!]*$")
+    r"(?:\s+please)?\s*[?.!]*$|^(?:keep going|go on with the search|continue the search)\s*[?.!]*$|"
+    r"^(?:do you have|have you got|got|are there) (?:any |some )?more(?:\s+(?:results|images|"
+    r"pictures|photos|of them|of those|of these|like (?:that|those|these)))?\s*[?.!]*$")
+# Right after a search, "what about deserts?" asks for other images in the same way.
+_WHAT_ABOUT = re.compile(r"^(?:and\s+)?(?:what|how) about\s+(.+?)\s*[?.!]*$")
 _MORE_KIND = re.compile(rf"\b(?:more|other|similar|some)\s+(.+?)\s+(?:{_IMAGE_NOUN}\s+)?"
                         r"(?:like|similar to|resembling)\b")
 # What may join a "like this" to the way the results should differ: "..., but with more
@@ -293,6 +301,9 @@ def _search(words: str, images: int, results: int) -> Intent | None:
         return _similar(words, words[like.end():])
     if _MORE_RESULTS.match(words):
         return Intent("similar" if images and not results else "more")
+    if results and (about := _WHAT_ABOUT.match(words)) and find_region(words) is None \
+            and not _points_at_conversation(about.group(1)):
+        return Intent("search", search_subject(_REQUEST_FRAME.sub("", about.group(1))))
     at_hand = bool(images or results)
     verb = _SEARCH_VERB.search(words)
     if verb is None and not (_FOR_IMAGES.search(words) and not at_hand) \

@@ -246,3 +246,19 @@ def test_more_continues_a_search_or_finds_more_like_the_photo(
 def test_questions_over_two_images_in_other_words(text: str, kind: str, subject: str) -> None:
     intent = read_intent(text, images=2)
     assert (intent.kind, intent.subject) == (kind, subject)
+
+
+@pytest.mark.parametrize(("text", "subject"), [
+    ("could we see some marinas", "marinas"), ("i am after photos of quarries", "quarries"),
+    ("let us see a few vineyards", "vineyards"), ("show me 3 pictures of dams", "dams"),
+    ("find anything showing a lighthouse", "lighthouse")])
+def test_requests_in_other_words_search_even_after_a_photo(text: str, subject: str) -> None:
+    assert read_intent(text, images=1) == Intent("search", subject)
+
+
+def test_what_about_after_a_search_asks_for_other_images_the_same_way() -> None:
+    assert read_intent("and what about golf courses?", 1, results=4) == \
+        Intent("search", "golf courses")
+    assert read_intent("what about the third one", 1, results=4).kind == "describe"
+    assert read_intent("how about the bottom?", 1, results=4).kind == "region"
+    assert read_intent("what about golf courses?", 1).kind not in SEARCHES  # no search shown
