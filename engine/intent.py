@@ -218,7 +218,7 @@ _PRESENCE = re.compile(
     r"\b(?:does|do|did)\s+(?:it|this|that|the (?:image|picture|photo|scene)|this (?:image|"
     r"picture|photo|scene))\s+(?:have|contain|show|include|feature|hold|depict)\s+(.+)$|"
     r"^(?:is|are)\s+(?:there\s+)?(?:an?\s+|any\s+|the\s+|some\s+)?(.+?)\s+(?:visible|present|"
-    r"shown|there|in (?:it|this|the|view|sight)|here|to be seen)\b.*$|"
+    r"shown|there|in (?:it|this|the|view|sight)|on (?:the|this|it)|here|to be seen)\b.*$|"
     r"^any\s+(.+)$|^(?:search|look(?! up\b)|check|scan)\s+(?:for\s+|if there (?:is|are)\s+)?(.+)$|"
     r"^(?:an?|some)\s+(.+?)\s+(?:here|in (?:it|this|the \w+))\s*\??$")
 _WHERE = re.compile(r"^(?:(?:can|could) you\s+)?point (?:out|to|at)\s+(.+)$|"

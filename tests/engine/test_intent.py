@@ -262,3 +262,8 @@ def test_what_about_after_a_search_asks_for_other_images_the_same_way() -> None:
     assert read_intent("what about the third one", 1, results=4).kind == "describe"
     assert read_intent("how about the bottom?", 1, results=4).kind == "region"
     assert read_intent("what about golf courses?", 1).kind not in SEARCHES  # no search shown
+
+
+def test_whether_a_thing_is_on_one_side_is_asked_of_that_side() -> None:
+    intent = read_intent("is the pond on the right?", images=1)
+    assert (intent.kind, intent.subject, intent.region) == ("presence", "pond", REGIONS["right"])
