@@ -91,13 +91,15 @@ _IN_THE_IMAGE = re.compile(r"\b(?:in|on|of|from) (?:this|that|the|these|my) (?:i
 # "do you have pictures of farms?"): "any boats?" asks about the image at hand, "look up the
 # weather" for a fact no image holds.
 _ONLY_WITH_IMAGE_NOUN = ("any", "do you have", "have you got", "look up", "dig up")
+# Words that ask for a description: "(this one) described", "a (longer) description".
+_DESCRIBED = r"(?:described|explained|captioned|summari[sz]ed|analy[sz]ed|interpreted)"
+_A_DESCRIPTION = (r"(?:a|an|the|your|some)\s+(?:\w+\s+){0,2}(?:description|caption|summary|"
+                  r"analysis|explanation|interpretation)")
 # A request's words that ask for a description, not for images: "give me a longer
 # description", "i'd like this one described" ("find a place described as green" searches).
 _TO_BE_DESCRIBED = re.compile(
     r"^\s*(?:(?:this|that|it|these|those|the \w+|my \w+)(?: one| image| picture| photo)?\s+"
-    r"(?:described|explained|captioned|summari[sz]ed|analy[sz]ed|interpreted)\b|(?:me\s+)?"
-    r"(?:a|an|the|your|some)\s+(?:\w+\s+){0,2}(?:description|caption|summary|analysis|"
-    r"explanation|interpretation)\b)")
+    rf"{_DESCRIBED}\b|(?:me\s+)?{_A_DESCRIPTION}\b)")
 # A wish ("i'd like", "i want", "i need"; not "... to see") asks, with images at hand, to be
 # told a fact about them: "i want to know how many planes there are".
 _WISH = re.compile(r"i(?:'d| would) like|i (?:want|need)")
@@ -137,13 +139,14 @@ _LIKE_THIS = re.compile(
     rf"^{_SEARCH_LEAD}(?:more |some |any )?similar(?:\s+{_IMAGE_NOUN})?\s*[?.!]*$")
 # "show me more", "next", "more results": after a search, its next results; after a photo,
 # images like it.
+_MORE_OF = r"(?:results|images|pictures|photos|of them|of those|of these)"
 _MORE_RESULTS = re.compile(
     r"^(?:(?:ok|okay|now|please|and)[\s,]+)*(?:(?:show|give|get|find)(?: me)?\s+|any\s+)?"
-    r"(?:some\s+)?more(?:\s+(?:results|images|pictures|photos|of them|of those|of these))?"
+    rf"(?:some\s+)?more(?:\s+{_MORE_OF})?"
     r"(?:\s+please)?\s*[?.!]*$|^(?:next|another|the next)(?:\s+(?:page|results|ones|few|batch))?"
     r"(?:\s+please)?\s*[?.!]*$|^(?:keep going|go on with the search|continue the search)\s*[?.!]*$|"
-    r"^(?:do you have|have you got|got|are there) (?:any |some )?more(?:\s+(?:results|images|"
-    r"pictures|photos|of them|of those|of these|like (?:that|those|these)))?\s*[?.!]*$")
+    rf"^(?:do you have|have you got|got|are there) (?:any |some )?more(?:\s+(?:{_MORE_OF}|"
+    r"like (?:that|those|these)))?\s*[?.!]*$")
 # Right after a search, "what about deserts?" asks for other images in the same way.
 _WHAT_ABOUT = re.compile(r"^(?:and\s+)?(?:what|how) about\s+(.+?)\s*[?.!]*$")
 _MORE_KIND = re.compile(rf"\b(?:more|other|similar|some)\s+(.+?)\s+(?:{_IMAGE_NOUN}\s+)?"
@@ -171,8 +174,7 @@ _DESCRIBE = re.compile(
     r"(?:about (?:this|that|it|the (?:image|picture|photo|scene))|what (?:you see|this|it|is))|"
     r"^what am i looking at|^what(?:'s| is) (?:this|that|it)\s*\??$|^what do we have here|"
     # asked as a wish: "i'd like it described", "i need a caption", "to know what this is"
-    r"\b(?:described|explained|captioned|summari[sz]ed)\b|\b(?:a|an|the|your|some)\s+"
-    r"(?:\w+\s+){0,2}(?:description|caption|summary|explanation)\b|"
+    rf"\b{_DESCRIBED}\b|\b{_A_DESCRIPTION}\b|"
     r"\bwhat (?:this|that|it) (?:is|shows)\s*\??$")
 _COMPARE = re.compile(
     r"\b(differen\w*|differ|changed?|changes|compare\w*|contrast|in common|similarit\w*|"
@@ -303,7 +305,7 @@ def _search(words: str, images: int, results: int) -> Intent | None:
         return Intent("similar" if images and not results else "more")
     if results and (about := _WHAT_ABOUT.match(words)) and find_region(words) is None \
             and not _points_at_conversation(about.group(1)):
-        return Intent("search", search_subject(_REQUEST_FRAME.sub("", about.group(1))))
+        return Intent("search", _searched(about.group(1)))
     at_hand = bool(images or results)
     verb = _SEARCH_VERB.search(words)
     if verb is None and not (_FOR_IMAGES.search(words) and not at_hand) \
@@ -312,8 +314,13 @@ def _search(words: str, images: int, results: int) -> Intent | None:
     rest = words[verb.end():] if verb else words
     if _about_images_at_hand(verb.group(1) if verb else None, rest, at_hand):
         return None
-    subject = search_subject(_REQUEST_FRAME.sub("", rest))
+    subject = _searched(rest)
     return Intent("search", subject) if subject or verb is not None else None
+
+
+def _searched(rest: str) -> str:
+    """What the words after a request's verb ask to find, without the request's frame."""
+    return search_subject(_REQUEST_FRAME.sub("", rest))
 
 
 def _names_known(words: str) -> bool:
