@@ -29,7 +29,7 @@ from engine.prompt import image_turn
 from engine.regions import QUADRANTS, SEARCHED, WHOLE, Region
 from engine.taught import scene_name, taught_object, taught_question
 from engine.tokens import CAPTION_PROMPT, RETRIEVAL_PROMPTS, SCENE_PROMPT, with_article
-from engine.training.questions import OBJECTS
+from engine.training.questions import NUMBERS, OBJECTS
 from engine.types import GenerationOptions, TextPart, Turn
 
 if TYPE_CHECKING:  # the model answers through this module (RSCapRet.answer)
@@ -44,6 +44,10 @@ CANNOT_ANSWER = (
     "I can't tell that from the image. I can describe it (or any part: \"what is on the "
     "left?\"), say what kind of place it is, whether something is there and where, how many "
     "or what colour, and compare images (\"which one is the airport?\").")
+# What a count reply adds to its number (no number words: the reply's number is its answer).
+_COUNT_CAVEAT = "I can't count reliably from above at this resolution."
+_BARE_NUMBER = re.compile(r"^\s*([A-Za-z]+|\d+)\s*\.?\s*$")
+_NUMBER_WORDS = frozenset({"one", *NUMBERS})
 _ORDINAL_NAMES = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 _PRONOUNS = {"a", "an", "the", "of", "in", "on", "and", "with", "is", "are", "some", "many",
              "there", "it", "its", "two", "three", "four", "several", "lots", "large", "small",
@@ -245,6 +249,18 @@ def answer_presence(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
     found = answers.present(intent.subject, seen)
     return (f"Yes, it looks like there is {intent.subject}." if found else
             f"I don't see {_with_any(intent.subject)}.")
+
+
+def hedged_count(reply: str) -> str:
+    """A count said as the guess it is: "Two." -> "Two, at a guess: ...". Counting from the
+    image does no better than always "two" on RSICD (docs/EXPERIMENTS.md, "Can the image tell
+    the count at all?"), so a bare number must not read as a measurement. Other replies (a
+    sentence) are left as the model wrote them.
+    """
+    match = _BARE_NUMBER.match(reply)
+    if match is None or not (match.group(1).isdigit() or match.group(1).lower() in _NUMBER_WORDS):
+        return reply
+    return f"{match.group(1)}, at a guess: {_COUNT_CAVEAT}"
 
 
 def same_kind_text(scenes: Sequence[str]) -> str:

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.answers import CANNOT_ANSWER, Answers, Seen, answer_presence, ordinal, same_kind_text
+from engine.answers import (
+    CANNOT_ANSWER,
+    Answers,
+    Seen,
+    answer_presence,
+    hedged_count,
+    ordinal,
+    same_kind_text,
+)
 from engine.intent import Intent
 from engine.prompt import image_turn
 from engine.taught import scene_classes, taught_object, taught_question
@@ -64,7 +72,8 @@ def _asked(answers: Answers, intent: Intent, dialogue: Sequence[Turn],
             and answers.judges_by_search and not answers.present(intent.subject, seen):
         return f"I don't see any {intent.subject} here."
     if intent.kind in ("count", "colour", "scene", "scene_is"):
-        return answers.ask_taught(taught_question(intent), dialogue, seen, embeddings, session)
+        reply = answers.ask_taught(taught_question(intent), dialogue, seen, embeddings, session)
+        return hedged_count(reply) if intent.kind == "count" else reply
     return CANNOT_ANSWER
 
 

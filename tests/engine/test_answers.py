@@ -6,17 +6,19 @@ and presence judged by search only where the bridge holds a train image bank.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import torch
 from PIL import Image
 
-from engine.answers import CANNOT_ANSWER, Seen
+from engine.answers import CANNOT_ANSWER, Seen, hedged_count
 from engine.hubness import HubnessPrior
 from engine.intent import read_intent
 from engine.model import RSCapRet
 from engine.prompt import image_turn
+from engine.training.questions import Question, answer_is_right
 from engine.types import GenerationResult
 from tests.paths import RSICD
 
@@ -80,3 +82,21 @@ def test_untaught_things_are_judged_by_search_against_the_train_bank(
     reply = _ask(engine, "do you see any waves?", two[:1])
     assert len(calls) == asked, "with a bank the search judges: no generation"
     assert reply.startswith(("Yes, it looks like", "I don't see any"))
+
+
+def test_a_count_is_said_as_a_guess_and_keeps_its_number(
+    engine: RSCapRet, two: list[Seen], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: GenerationResult(text="Three."))
+    reply = _ask(engine, "how many planes can you see?", two[:1])
+    assert reply.startswith("Three, at a guess:")
+    count = Question("count", "How many planes are there?", "Three.", "3")
+    assert answer_is_right(count, reply), "the caveat adds no number of its own"
+    assert not answer_is_right(replace(count, expected="2"), reply)
+
+
+def test_only_a_bare_number_gets_the_caveat() -> None:
+    assert hedged_count("two").startswith("two, at a guess:")
+    assert hedged_count("12.").startswith("12, at a guess:")
+    for reply in ("There are three roads.", "No.", ""):
+        assert hedged_count(reply) == reply
