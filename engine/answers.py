@@ -2,7 +2,8 @@
 
 ``engine/intent.py`` says what a message asks; this module answers it from the pixels:
 - the taught kinds (scene, "is this a <class>?", presence, count, colour) go to the model in
-  the words it was taught, whatever words the person used (``taught_question``);
+  the words it was taught, whatever words the person used (``taught_question``); a count
+  comes back said as the guess it is (``hedged_count``);
 - a thing outside the taught vocabulary is "there" when the image ranks high among the train
   images for it as a search ("Show me <thing>": ``PRESENT_PERCENTILE``);
 - a part of the image ("on the left") is described from a crop of it; "where is the X?" picks
