@@ -179,6 +179,14 @@ def _attribute_questions(captions: Sequence[str], kind: Literal["count", "colour
     return out
 
 
+def stated_number(caption: str, obj: SceneObject) -> int | None:
+    """The number a caption gives ``obj`` ("two planes are parked" -> 2), read as count
+    questions read it; None where it gives none.
+    """
+    value = _attribute(caption_tokens(caption), obj, NUMBERS)
+    return value if isinstance(value, int) else None
+
+
 def _attribute(tokens: list[str], obj: SceneObject, table: Mapping[str, object]
                ) -> object | None:
     """The number or colour word right before the object's name, if any."""

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from engine.training.questions import Question, answer_is_right, questions_for, typical_classes
+from engine.training.questions import (
+    OBJECTS,
+    Question,
+    answer_is_right,
+    questions_for,
+    stated_number,
+    typical_classes,
+)
 
 AIRPORT = ("two planes are parked near a white terminal .",
            "two planes stand beside the runway and some green trees .",
@@ -62,3 +69,11 @@ def test_answers_are_checked_by_kind() -> None:
     assert not answer_is_right(colour, "Red and grey.")
     scene = Question("scene", "What kind of place is this?", "This is a port scene.", "port")
     assert answer_is_right(scene, "This is a port.") and not answer_is_right(scene, "A beach.")
+
+
+def test_a_caption_states_a_number_only_right_before_the_thing() -> None:
+    planes = next(o for o in OBJECTS if o.plural == "planes")
+    assert stated_number(AIRPORT[0], planes) == 2
+    assert stated_number("12 planes are parked in lines .", planes) == 12
+    assert stated_number("some planes are parked near two buildings .", planes) is None
+    assert stated_number(BEACH[0], planes) is None
