@@ -47,8 +47,7 @@ CANNOT_ANSWER = (
     "or what colour, and compare images (\"which one is the airport?\").")
 # What a count reply adds to its number (no number words: the reply's number is its answer).
 _COUNT_CAVEAT = "I can't count reliably from above at this resolution."
-_BARE_NUMBER = re.compile(r"^\s*([A-Za-z]+|\d+)\s*\.?\s*$")
-_NUMBER_WORDS = frozenset({"one", *NUMBERS})
+_BARE_NUMBER = re.compile(rf"^\s*(\d+|{'|'.join(('one', *NUMBERS))})\s*\.?\s*$", re.I)
 _ORDINAL_NAMES = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 _PRONOUNS = {"a", "an", "the", "of", "in", "on", "and", "with", "is", "are", "some", "many",
              "there", "it", "its", "two", "three", "four", "several", "lots", "large", "small",
@@ -259,7 +258,7 @@ def hedged_count(reply: str) -> str:
     sentence) are left as the model wrote them.
     """
     match = _BARE_NUMBER.match(reply)
-    if match is None or not (match.group(1).isdigit() or match.group(1).lower() in _NUMBER_WORDS):
+    if match is None:
         return reply
     return f"{match.group(1)}, at a guess: {_COUNT_CAVEAT}"
 
