@@ -20,6 +20,7 @@ between the description maps and the tuned ones, in weight space.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from engine.tokens import RET_TOKEN, RETRIEVAL_PROMPTS
 from engine.training.config import AnswerTuningConfig, TrainConfig
 from engine.training.map_tuning import tune_maps
 from engine.training.objective import Example, Objective
+from engine.training.questions import with_count_prior
 from engine.training.train import RARE_KINDS, TrainItem, dialogue_example, image_view
 
 
@@ -42,8 +44,11 @@ def tuning_examples(items: Sequence[TrainItem], config: AnswerTuningConfig, seed
     """This pass's examples, shuffled by (seed, epoch): per image the scene question or a
     follow-up dialogue, drawn by the config's shares (the other kind where the image lacks a
     label or questions; neither, no example), and ``rare_repeats`` more dialogues ending in
-    each image's rare question (a count or a colour: few images have one).
+    each image's rare question (a count or a colour: few images have one). Count questions
+    are answered as ``config.count_answers`` says.
     """
+    if config.count_answers == "prior":
+        items = _with_count_prior(items)
     rng = random.Random(seed * 1000 + epoch + 700)
     examples = []
     for item in items:
@@ -93,6 +98,12 @@ def tune_answers(items: Sequence[TrainItem], lm: LanguageModel, bridge: Bridge,
                        "tune answers")
     _interpolate(trained, before, tuning.kept_share)
     return losses
+
+
+def _with_count_prior(items: Sequence[TrainItem]) -> list[TrainItem]:
+    questions = with_count_prior([item.questions for item in items])
+    return [dataclasses.replace(item, questions=q) for item, q in zip(items, questions,
+                                                                       strict=True)]
 
 
 @torch.no_grad()

@@ -81,6 +81,10 @@ class AnswerTuningConfig:
     # the RSICD train images have one (200 count questions in all), too few to learn from
     # one pass.
     rare_repeats: int = 6
+    # "prior": count questions are answered by the train split's commonest number for their
+    # object (questions.with_count_prior), since the image does not tell an RSICD count;
+    # "stated": by the number the image's own captions give.
+    count_answers: Literal["stated", "prior"] = "stated"
     # Share of images that also teach a request for other images after their description,
     # answered with [RET] (the joint training asks for images only without one in context).
     # 0 in the shipped recipe: at 0.15 the model searched after a photo but answered worse.

@@ -17,7 +17,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from engine.tokens import humanize_label, scene_answer, with_article
@@ -177,6 +177,34 @@ def _attribute_questions(captions: Sequence[str], kind: Literal["count", "colour
             out.append(Question("colour", f"What colour are the {obj.plural}?",
                                 f"{value.capitalize()}.", value))
     return out
+
+
+def with_count_prior(per_image: Sequence[tuple[Question, ...]], least_asked: int = 3
+                     ) -> list[tuple[Question, ...]]:
+    """``per_image`` with every count question answered by the count prior: the number its
+    object's count questions have most often over all of ``per_image`` (the commonest number
+    over every object where fewer than ``least_asked`` ask about it).
+
+    Why: an RSICD caption's count is not something an image shows at this resolution
+    (``scripts/count_prior.py``: an image's look-alikes tell it worse than always "two"), so
+    answers taught by image are memorised noise, and the best guess is the prior's.
+    """
+    asked = [q for questions in per_image for q in questions if q.kind == "count"]
+    if not asked:
+        return list(per_image)
+    overall = Counter(q.expected for q in asked).most_common(1)[0][0]
+    by_text: dict[str, Counter[str]] = {}
+    for q in asked:
+        by_text.setdefault(q.text, Counter())[q.expected] += 1
+    prior = {text: (seen.most_common(1)[0][0] if seen.total() >= least_asked else overall)
+             for text, seen in by_text.items()}
+    return [tuple(_counted(q, prior[q.text]) if q.kind == "count" else q for q in questions)
+            for questions in per_image]
+
+
+def _counted(question: Question, value: str) -> Question:
+    word = next(w for w, n in NUMBERS.items() if str(n) == value)
+    return replace(question, answer=f"{word.capitalize()}.", expected=value)
 
 
 def stated_number(caption: str, obj: SceneObject) -> int | None:

@@ -109,6 +109,14 @@ def test_each_pass_draws_a_question_per_image_by_the_shares_and_repeats_the_rare
                                                            rare_repeats=3), seed=0, epoch=0)
     assert sorted(e.exchanges[-1] for e in examples) == sorted(
         [(SCENE_PROMPT, scene_answer("bridge"))] + [("How many bridges?", "Two.")] * 3)
+    # answered by the prior, the count the train split gives bridges most often, not the
+    # image's own
+    three = Question("count", "How many bridges?", "Three.", "3")
+    twos = [dataclasses.replace(counted[0], questions=(BRIDGES,)) for _ in range(3)]
+    prior = tuning_examples([*twos, dataclasses.replace(counted[0], questions=(three,))],
+                            AnswerTuningConfig(scene_share=0, rare_repeats=1,
+                                               count_answers="prior"), seed=0, epoch=0)
+    assert {e.exchanges[-1] for e in prior} == {("How many bridges?", "Two.")}
     searching = tuning_examples(items, AnswerTuningConfig(rare_repeats=0, retrieval_share=1),
                                 seed=0, epoch=0)
     requests = [e.exchanges for e in searching if e.exchanges[-1][1] == RET_TOKEN]

@@ -9,6 +9,7 @@ from engine.training.questions import (
     questions_for,
     stated_number,
     typical_classes,
+    with_count_prior,
 )
 
 AIRPORT = ("two planes are parked near a white terminal .",
@@ -77,3 +78,19 @@ def test_a_caption_states_a_number_only_right_before_the_thing() -> None:
     assert stated_number("12 planes are parked in lines .", planes) == 12
     assert stated_number("some planes are parked near two buildings .", planes) is None
     assert stated_number(BEACH[0], planes) is None
+
+
+def test_the_count_prior_answers_by_the_objects_commonest_number_or_the_overall_one() -> None:
+    def count(plural: str, n: int) -> Question:
+        word = {2: "Two", 3: "Three", 5: "Five"}[n]
+        return Question("count", f"How many {plural} are there?", f"{word}.", str(n))
+
+    river = Question("presence", "Is there a river?", "Yes.", "yes")
+    per_image = [(count("planes", 3),), (count("planes", 3), river), (count("planes", 2),),
+                 (count("roads", 2),), (count("roads", 2),), (count("tanks", 5),)]
+    answered = with_count_prior(per_image)
+    assert [tuple((q.answer, q.expected) for q in qs) for qs in answered] == [
+        (("Three.", "3"),), (("Three.", "3"), ("Yes.", "yes")), (("Three.", "3"),),
+        # roads and tanks are asked fewer than 3 times: the commonest number over all
+        (("Two.", "2"),), (("Two.", "2"),), (("Two.", "2"),)]
+    assert with_count_prior([(river,), ()]) == [(river,), ()]
