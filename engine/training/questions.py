@@ -170,9 +170,8 @@ def _attribute_questions(captions: Sequence[str], kind: Literal["count", "colour
             continue
         value = str(given.pop())
         if kind == "count":
-            word = next(w for w, n in NUMBERS.items() if str(n) == value)
             out.append(Question("count", f"How many {obj.plural} are there?",
-                                f"{word.capitalize()}.", value))
+                                _count_answer(value), value))
         else:
             out.append(Question("colour", f"What colour are the {obj.plural}?",
                                 f"{value.capitalize()}.", value))
@@ -185,9 +184,9 @@ def with_count_prior(per_image: Sequence[tuple[Question, ...]], least_asked: int
     object's count questions have most often over all of ``per_image`` (the commonest number
     over every object where fewer than ``least_asked`` ask about it).
 
-    Why: an RSICD caption's count is not something an image shows at this resolution
+    Why: images that look alike do not share an RSICD caption's count
     (``scripts/count_prior.py``: an image's look-alikes tell it worse than always "two"), so
-    answers taught by image are memorised noise, and the best guess is the prior's.
+    answers taught by image are memorised, and the best guess is the prior's.
     """
     asked = [q for questions in per_image for q in questions if q.kind == "count"]
     if not asked:
@@ -203,8 +202,13 @@ def with_count_prior(per_image: Sequence[tuple[Question, ...]], least_asked: int
 
 
 def _counted(question: Question, value: str) -> Question:
-    word = next(w for w, n in NUMBERS.items() if str(n) == value)
-    return replace(question, answer=f"{word.capitalize()}.", expected=value)
+    return replace(question, answer=_count_answer(value), expected=value)
+
+
+def _count_answer(value: str) -> str:
+    """A count's answer: its number word ("Two."), or its digits past the words ("12.")."""
+    word = next((w for w, n in NUMBERS.items() if str(n) == value), value)
+    return f"{word.capitalize()}."
 
 
 def stated_number(caption: str, obj: SceneObject) -> int | None:

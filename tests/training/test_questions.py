@@ -43,6 +43,10 @@ def test_counts_and_colours_only_where_captions_agree() -> None:
     assert [(q.text, q.answer) for q in colours] == [("What colour are the trees?", "Green.")]
     disagree = ("two planes are parked .", "three planes are parked .")
     assert not [q for q in _questions(disagree, "airport") if q.kind == "count"]
+    # a count past the number words is answered in digits
+    lined = ("12 planes are parked in lines .", "12 planes stand by the terminal .")
+    assert [(q.answer, q.expected) for q in _questions(lined, "airport") if q.kind == "count"
+            ] == [("12.", "12")]
 
 
 def test_scene_questions_name_the_label_and_yes_no_is_truthful() -> None:
