@@ -172,7 +172,10 @@ class Bridge(nn.Module):
 
     def text_queries(self, ret_hidden: torch.Tensor) -> torch.Tensor:
         """(N, D) [RET] hidden states -> (N, search_dim), normalised: a search by words."""
-        queries = self.query_vectors(ret_hidden)
+        return self.vector_queries(self.query_vectors(ret_hidden))
+
+    def vector_queries(self, queries: torch.Tensor) -> torch.Tensor:
+        """(N, S) normalised query vectors -> (N, search_dim): each with its hubness."""
         offsets = (torch.zeros(len(queries), device=queries.device) if self.hubness is None
                    else self.hubness.query_offsets(queries))
         return hubness.search_queries(queries, offsets)

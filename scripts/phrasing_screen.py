@@ -8,7 +8,8 @@ phrasing of the subset, the `[RET]` query vectors are averaged and renormalised 
 hubness offsets and the towers' part are added, as ``engine/search.py`` adds them), and the
 recalls over the whole 1,093-image pool are printed with the mR of its even and odd halves.
 The subset "Show me" alone is `capret eval --search`. Each phrasing's `[RET]` states and the
-gallery rows are cached under ``--cache`` (about 10 min a phrasing on 2 cores, then seconds).
+gallery rows are cached under ``--cache``, a folder per set of weights (about 10 min a
+phrasing on 2 cores, then seconds).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bot.config import load_config
-from engine import create_engine, hubness
+from engine import create_engine
 from engine.model import RSCapRet
 from engine.tokens import RETRIEVAL_PROMPTS
 from engine.training.data import evaluation_records
@@ -45,13 +46,8 @@ def ret_states(engine: RSCapRet, phrasing: str, captions: list[str], path: Path)
 def averaged_queries(engine: RSCapRet, per_phrasing: list[torch.Tensor], words: torch.Tensor
                      ) -> torch.Tensor:
     """Search queries from the phrasings' query vectors averaged, laid out as the engine's."""
-    bridge, search = engine.bridge, engine.search
     q = F.normalize(torch.stack(per_phrasing).mean(0), dim=-1)
-    offsets = torch.zeros(len(q)) if bridge.hubness is None else bridge.hubness.query_offsets(q)
-    rows = hubness.search_queries(q, offsets)
-    if search.towers is None:
-        return rows
-    return F.normalize(torch.cat([search._a * rows, search._c * words], dim=1), dim=-1)
+    return engine.search._joined(engine.bridge.vector_queries(q), lambda: words)
 
 
 def main() -> None:
@@ -59,10 +55,11 @@ def main() -> None:
     parser.add_argument("--config")
     parser.add_argument("--cache", default="runs/phrasing_screen")
     args = parser.parse_args()
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config)
     engine = create_engine(config.engine)
+    # Both cached parts depend on the weights: a folder per bridge and gallery encoder.
+    cache = Path(args.cache) / f"{engine.bridge_id}__{engine.gallery_encoder_id}"
+    cache.mkdir(parents=True, exist_ok=True)
     records = evaluation_records(config.train.sources, "val", None, None, 0)
     gallery = cache / "gallery.npy"
     if not gallery.exists():

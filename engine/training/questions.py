@@ -16,7 +16,7 @@ import hashlib
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -170,19 +170,20 @@ def _attribute_questions(captions: Sequence[str], kind: Literal["count", "colour
             continue
         value = str(given.pop())
         if kind == "count":
-            out.append(Question("count", f"How many {obj.plural} are there?",
-                                _count_answer(value), value))
+            out.append(Question("count", count_question(obj), _count_answer(value), value))
         else:
             out.append(Question("colour", f"What colour are the {obj.plural}?",
                                 f"{value.capitalize()}.", value))
     return out
 
 
-def with_count_prior(per_image: Sequence[tuple[Question, ...]], least_asked: int = 3
-                     ) -> list[tuple[Question, ...]]:
-    """``per_image`` with every count question answered by the count prior: the number its
-    object's count questions have most often over all of ``per_image`` (the commonest number
-    over every object where fewer than ``least_asked`` ask about it).
+def count_question(obj: SceneObject) -> str:
+    """How a count question asks about ``obj``."""
+    return f"How many {obj.plural} are there?"
+
+
+def with_count_prior(per_image: Sequence[tuple[Question, ...]]) -> list[tuple[Question, ...]]:
+    """``per_image`` with every count question answered by ``count_prior`` over all of them.
 
     Why: images that look alike do not share an RSICD caption's count
     (``scripts/count_prior.py``: an image's look-alikes tell it worse than always "two"), so
@@ -191,14 +192,25 @@ def with_count_prior(per_image: Sequence[tuple[Question, ...]], least_asked: int
     asked = [q for questions in per_image for q in questions if q.kind == "count"]
     if not asked:
         return list(per_image)
-    overall = Counter(q.expected for q in asked).most_common(1)[0][0]
-    by_text: dict[str, Counter[str]] = {}
-    for q in asked:
-        by_text.setdefault(q.text, Counter())[q.expected] += 1
-    prior = {text: (seen.most_common(1)[0][0] if seen.total() >= least_asked else overall)
-             for text, seen in by_text.items()}
-    return [tuple(_counted(q, prior[q.text]) if q.kind == "count" else q for q in questions)
+    prior = count_prior(asked)
+    return [tuple(_counted(q, prior(q.text)) if q.kind == "count" else q for q in questions)
             for questions in per_image]
+
+
+def count_prior(asked: Sequence[Question], least_asked: int = 3) -> Callable[[str], str]:
+    """A count question's text -> the number ``asked`` (count questions, at least one) give
+    its object most often; the commonest number over all of them where fewer than
+    ``least_asked`` ask about the object.
+    """
+    overall = Counter(q.expected for q in asked).most_common(1)[0][0]
+    seen: dict[str, Counter[str]] = {}
+    for q in asked:
+        seen.setdefault(q.text, Counter())[q.expected] += 1
+
+    def prior(text: str) -> str:
+        numbers = seen.get(text, Counter())
+        return numbers.most_common(1)[0][0] if numbers.total() >= least_asked else overall
+    return prior
 
 
 def _counted(question: Question, value: str) -> Question:
