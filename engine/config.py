@@ -117,6 +117,10 @@ class GenerationConfig:
     # distinct, in about 2x a greedy description's time (docs/EXPERIMENTS.md).
     description_beams: int = 5
     description_match: float = 4.5
+    # Plus this weight times each candidate's CIDEr-D against the captions of the image's
+    # nearest train images, where the bridge reads them (consensus re-ranking,
+    # engine/consensus.py); 0 turns it off.
+    description_consensus: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load, save_file
 
+from engine.consensus import CaptionConsensus
+
 logger = logging.getLogger(__name__)
 
 VECTORS = "vectors.safetensors"
@@ -143,10 +145,17 @@ class NeighbourHints:
         """Each query's captions, best first. ``vectors``: (Q, D) in the datastore's space;
         ``keys``: each query's datastore key where it is a train image (never its own).
         """
+        return [tuple(ranked_captions(near)[:self.shown])
+                for near in self.neighbour_captions(vectors, keys)]
+
+    def neighbour_captions(self, vectors: torch.Tensor, keys: Sequence[str] | None = None
+                           ) -> list[list[tuple[str, ...]]]:
+        """Each query's ``k`` nearest images' captions, nearest first (arguments as
+        ``for_vectors``).
+        """
         keys = keys if keys is not None else [""] * vectors.shape[0]
         rows = nearest_rows(vectors, keys, self.store, self.k)
-        return [tuple(ranked_captions([self.store.captions[r] for r in near])[:self.shown])
-                for near in rows]
+        return [[self.store.captions[r] for r in near] for near in rows]
 
     def for_keys(self, keys: Sequence[str]) -> list[tuple[str, ...]]:
         """Each datastore image's captions from its nearest others (training's hints).
@@ -175,3 +184,16 @@ class DescriptionHints:
     def captions(self, pooled: torch.Tensor) -> tuple[str, ...]:
         """The captions shown for one image's pooled feature (D_pooled,)."""
         return self.hints.for_vectors(self.project(pooled.float().unsqueeze(0)))[0]
+
+    @cached_property
+    def consensus(self) -> CaptionConsensus:
+        """CIDEr-D with the datastore's document frequencies (made on first use, ~1 s)."""
+        return CaptionConsensus(self.hints.store.captions)
+
+    def agreement(self, pooled: torch.Tensor) -> Callable[[str], float]:
+        """How far a description of the image with this pooled feature agrees with every
+        caption of its ``k`` nearest train images (CIDEr-D, ``engine/consensus.py``).
+        """
+        near = self.hints.neighbour_captions(self.project(pooled.float().unsqueeze(0)))[0]
+        references = [caption for captions in near for caption in captions]
+        return lambda text: self.consensus.score(text, references)

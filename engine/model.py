@@ -261,9 +261,22 @@ class RSCapRet:
     def _description_settings(self, settings: DecodeSettings, image: np.ndarray
                               ) -> DecodeSettings:
         g = self.config.generation
-        rerank = self._search_match(image, g.description_match) if g.description_match else None
+        bonuses = []
+        if g.description_match:
+            bonuses.append(self._search_match(image, g.description_match))
+        if g.description_consensus and self.hints is not None:
+            bonuses.append(self._consensus(image, g.description_consensus))
         return dataclasses.replace(settings, strategy="beam", num_beams=g.description_beams,
-                                   rerank=rerank)
+                                   rerank=_summed(bonuses) if bonuses else None)
+
+    def _consensus(self, image: np.ndarray, weight: float
+                   ) -> Callable[[Sequence[BeamCandidate]], list[float]]:
+        """``weight`` times how far each candidate agrees with the captions of the image's
+        nearest train images (CIDEr-D against them; ``DescriptionHints.agreement``).
+        """
+        assert self.hints is not None, "consensus reads the neighbours the prompt reads"
+        agree = self.hints.agreement(torch.as_tensor(image[:self.bridge.spec.pooled_dim]))
+        return lambda candidates: [weight * agree(self._text(c.ids)) for c in candidates]
 
     def _search_match(self, image: np.ndarray, weight: float
                       ) -> Callable[[Sequence[BeamCandidate]], list[float]]:
@@ -311,6 +324,13 @@ class RSCapRet:
             length_penalty=g.length_penalty,
             session=options.session,
         )
+
+
+def _summed(bonuses: Sequence[Callable[[Sequence[BeamCandidate]], list[float]]]
+            ) -> Callable[[Sequence[BeamCandidate]], list[float]]:
+    """One re-ranking bonus per candidate: the sum of ``bonuses``'."""
+    return lambda candidates: [sum(parts) for parts in zip(
+        *(bonus(candidates) for bonus in bonuses), strict=True)]
 
 
 def _pick(value: T | None, default: T) -> T:

@@ -1,14 +1,17 @@
-"""Screen the weight of the search match that re-ranks beam-searched descriptions, on `val`.
+"""Screen the weights that re-rank beam-searched descriptions, on `val`.
 
     .venv/bin/python scripts/description_rerank_screen.py --out runs/rerank.json \
-        [--limit N] [--weights 4,4.5,5,6,8]
+        [--limit N] [--weights 4,4.5,5,6,8] [--consensus 0,0.5,1]
 
 Describes each image once through the engine's own description path (beam search over
 ``--beams``, ``RSCapRet._search_match``), keeping every candidate it re-ranks with its
-log-probability and its search match, so each weight's choice is scored without decoding
-again: BLEU-4, ROUGE-L, CIDEr and distinct descriptions per weight (weight 0 = plain beam).
-About 2.5 s an image on 2 cores (45 min for the whole split); ``--out`` is rewritten every
-50 images and a rerun resumes from it.
+log-probability and its search match, and the image's nearest train images (the bridge's
+neighbour hints), so each choice is scored without decoding again: a candidate's score is
+its log-probability + ``--weights`` x its search match + ``--consensus`` x its CIDEr-D
+against every caption of those train images (``DescriptionHints.agreement``). BLEU-4,
+ROUGE-L, CIDEr and distinct descriptions per pair of weights, on the whole split and on its
+even and odd images (weight 0 and 0 = plain beam). About 2.5 s an image on 2 cores (45 min
+for the whole split); ``--out`` is rewritten every 50 images and a rerun resumes from it.
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from bot.config import load_config
 from engine.factory import create_engine
 from engine.generate import BeamCandidate
+from engine.model import RSCapRet
 from engine.prompt import image_turn
 from engine.tokens import CAPTION_PROMPT
-from engine.training.data import evaluation_records
+from engine.training.data import CaptionedImage, evaluation_records
 from engine.training.evaluate import variety
 from engine.training.metrics import caption_metrics
 from engine.types import GenerationOptions
@@ -39,15 +44,39 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--beams", type=int, default=5)
-    parser.add_argument("--weights", default="0,4,4.5,5,6,8")
+    parser.add_argument("--weights", default="0,4,4.5,5,6,8", help="search-match weights")
+    parser.add_argument("--consensus", default="0",
+                        help="weights of the agreement with the neighbours' captions")
     args = parser.parse_args()
     config = load_config(args.config)
     generation = dataclasses.replace(config.engine.generation, description_beams=args.beams,
                                      description_match=1.0)
     engine = create_engine(dataclasses.replace(config.engine, generation=generation))
     records = evaluation_records(config.train.sources, "val", args.limit)
-    out = Path(args.out)
-    kept: dict[str, list[dict]] = json.loads(out.read_text()) if out.is_file() else {}
+    if engine.hints is None:
+        raise SystemExit("the bridge reads no neighbour captions: nothing to weigh consensus on")
+    kept = _collect(engine, records, Path(args.out))
+    references = {r.path.name: list(r.captions) for r in records}
+    consensus = _consensus(engine, records, kept)
+    halves = {"whole": list(references), "even": [r.path.name for r in records[0::2]],
+              "odd": [r.path.name for r in records[1::2]]}
+    for weight in _floats(args.weights):
+        for agree in _floats(args.consensus):
+            chosen = {name: _best(kept[name]["candidates"], consensus[name], weight, agree)
+                      for name in references}
+            print(f"match {weight:g}, consensus {agree:g}: " + "; ".join(
+                f"{half} " + _scores({n: chosen[n] for n in names}, references)
+                for half, names in halves.items()), flush=True)
+    print(f"best candidate per image by its own CIDEr (any re-ranker's ceiling): "
+          f"{pool_ceiling(kept, references):.3f}", flush=True)
+
+
+def _collect(engine: RSCapRet, records: Sequence[CaptionedImage], out: Path
+             ) -> dict[str, dict]:
+    """Each image's candidates (text, log-probability, search match), resumed from and
+    saved to ``out`` every 50 images.
+    """
+    kept: dict[str, dict] = json.loads(out.read_text()) if out.is_file() else {}
     offered: list[dict] = []
     match = engine._search_match
 
@@ -68,24 +97,47 @@ def main() -> None:
         if r.path.name not in kept:
             embedding = engine.embed_images([Image.open(r.path).convert("RGB")])[0]
             engine.generate([image_turn(CAPTION_PROMPT, "image")], {"image": embedding}, options)
-            kept[r.path.name] = list(offered)
+            kept[r.path.name] = {"candidates": list(offered)}
         if done % 50 == 0 or done == len(records):
             out.write_text(json.dumps(kept))
             print(f"{done} images", flush=True)
-    references = {r.path.name: list(r.captions) for r in records}
-    for weight in [float(w) for w in args.weights.split(",")]:
-        chosen = {name: max(kept[name], key=lambda c: c["log_prob"] + weight * c["match"])["text"]
-                  for name in references}
-        scores = caption_metrics({k: [v] for k, v in chosen.items()}, references, meteor=False)
-        scores.update(variety(chosen))
-        print(f"weight {weight:g}: " + ", ".join(
-            f"{k} {scores[k]:.3f}" for k in ("BLEU-4", "ROUGE-L", "CIDEr",
-                                             "distinct_captions_%")), flush=True)
-    print(f"best candidate per image by its own CIDEr (any re-ranker's ceiling): "
-          f"{pool_ceiling(kept, references):.3f}", flush=True)
+    return kept
 
 
-def pool_ceiling(kept: dict[str, list[dict]], references: dict[str, list[str]]) -> float:
+def _floats(listed: str) -> list[float]:
+    return [float(w) for w in listed.split(",")]
+
+
+def _consensus(engine: RSCapRet, records: Sequence[CaptionedImage], kept: dict[str, dict]
+               ) -> dict[str, list[float]]:
+    """Each image's candidates' agreement with its nearest train images' captions, as the
+    engine weighs it (``DescriptionHints.agreement``; the images embedded again, seconds).
+    """
+    assert engine.hints is not None
+    agreement = {}
+    for r in records:
+        embedding = engine.embed_images([Image.open(r.path).convert("RGB")])[0]
+        agree = engine.hints.agreement(
+            torch.as_tensor(embedding[:engine.bridge.spec.pooled_dim]))
+        agreement[r.path.name] = [agree(c["text"]) for c in kept[r.path.name]["candidates"]]
+    return agreement
+
+
+def _best(candidates: list[dict], agreement: list[float], weight: float, agree: float) -> str:
+    scored = [c["log_prob"] + weight * c["match"] + agree * a
+              for c, a in zip(candidates, agreement, strict=True)]
+    return str(candidates[int(np.argmax(scored))]["text"])
+
+
+def _scores(chosen: dict[str, str], references: dict[str, list[str]]) -> str:
+    scores = caption_metrics({k: [v] for k, v in chosen.items()},
+                             {k: references[k] for k in chosen}, meteor=False)
+    scores.update(variety(chosen))
+    return ", ".join(f"{k} {scores[k]:.3f}" for k in ("BLEU-4", "ROUGE-L", "CIDEr",
+                                                       "distinct_captions_%"))
+
+
+def pool_ceiling(kept: dict[str, dict], references: dict[str, list[str]]) -> float:
     """Mean over images of the best CIDEr among its candidates.
 
     pycocoevalcap's CIDEr takes its document frequencies from the references alone, so an
@@ -99,8 +151,9 @@ def pool_ceiling(kept: dict[str, list[dict]], references: dict[str, list[str]]) 
     tokenizer = PTBTokenizer()
     truth = tokenizer.tokenize({n: [{"caption": c} for c in references[n]] for n in names})
     best = np.full(len(names), -np.inf)
-    for i in range(max(len(kept[n]) for n in names)):
-        offered = {n: [{"caption": kept[n][min(i, len(kept[n]) - 1)]["text"]}] for n in names}
+    pools = {n: kept[n]["candidates"] for n in names}
+    for i in range(max(len(pools[n]) for n in names)):
+        offered = {n: [{"caption": pools[n][min(i, len(pools[n]) - 1)]["text"]}] for n in names}
         _, scores = Cider().compute_score(truth, tokenizer.tokenize(offered))
         best = np.maximum(best, scores)
     return float(best.mean())

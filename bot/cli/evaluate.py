@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--description-match", type=float,
                         help="weight of the search match re-ranking them "
                              "(engine.generation.description_match)")
+    parser.add_argument("--description-consensus", type=float,
+                        help="weight of their agreement with the neighbours' captions "
+                             "(engine.generation.description_consensus)")
     parser.add_argument("--rescore", metavar="JSON",
                         help="score the outputs an earlier --json saved, on these images "
                              "(e.g. --limit N), without the model; retrieval is left out")
@@ -96,7 +99,8 @@ def _with_decoding(engine: EngineConfig, args: argparse.Namespace) -> EngineConf
     overrides = {"strategy": args.strategy, "num_beams": args.beams,
                  "length_penalty": args.length_penalty,
                  "description_beams": args.description_beams,
-                 "description_match": args.description_match}
+                 "description_match": args.description_match,
+                 "description_consensus": args.description_consensus}
     if args.strategy is not None and args.description_beams is None:
         overrides["description_beams"] = 1  # descriptions decoded as asked, like every reply
     generation = dataclasses.replace(

@@ -19,6 +19,7 @@ from engine.bridge import NeighbourHintSpec, load_bridge
 from engine.config import BridgeConfig, EngineConfig
 from engine.datastore import CaptionDatastore, DescriptionHints, NeighbourHints, save_datastore
 from engine.factory import caption_datastore, description_hints
+from engine.generate import BeamCandidate
 from engine.model import RSCapRet
 from engine.prompt import image_turn
 from engine.tokens import (
@@ -31,7 +32,7 @@ from engine.tokens import (
 from engine.training.config import DescriptionTuningConfig, TrainConfig
 from engine.training.description_tuning import hinted_examples, tune_descriptions
 from engine.training.train import TrainItem
-from engine.types import TextPart, Turn
+from engine.types import GenerationOptions, TextPart, Turn
 from engine.vision import ClipImageEncoder
 from tests.engine.tiny import tiny_engine
 
@@ -147,3 +148,38 @@ def test_a_bridge_that_reads_neighbours_needs_their_datastore(tmp_path: Path) ->
     save_datastore(dataclasses.replace(store, encoder_id="tiny__projected"), tmp_path)
     hints = description_hints(config, engine.bridge, encoder, caption_datastore(config))
     assert hints is not None and hints.captions(torch.tensor([0.0, 1.0])) == ("b",)
+
+
+def test_consensus_weighs_each_candidate_by_its_agreement_with_every_neighbour_caption() -> None:
+    engine = _hinted_engine()
+    assert engine.hints is not None
+    image = np.ones(engine.encoder.dim, np.float32)
+    words = ["a beach .", "a forest .", "a port ."]
+    candidates = [BeamCandidate(0.0, engine.lm.tokenizer.encode(w, add_special_tokens=False), True)
+                  for w in words]
+    bonus = engine._consensus(image, 2.0)(candidates)
+    near = engine.hints.hints.neighbour_captions(
+        engine.hints.project(torch.ones(1, engine.encoder.dim)))[0]
+    references = [caption for captions in near for caption in captions]  # k 2: ten captions
+    assert len(references) == 10
+    expected = [2.0 * engine.hints.consensus.score(engine._text(c.ids), references)
+                for c in candidates]
+    assert bonus == pytest.approx(expected)
+    far = next(w for w in words if (w,) * 5 not in near)  # the one image not among the 2
+    assert bonus[words.index(far)] < max(bonus)
+
+
+def test_a_description_is_reranked_by_consensus_only_where_the_bridge_reads_neighbours() -> None:
+    engine = _hinted_engine()
+    image = np.ones(engine.encoder.dim, np.float32)
+    settings = engine._settings(GenerationOptions())
+    for hinted, consensus, match, reranked in ((True, 1.0, 0.0, True), (False, 1.0, 0.0, False),
+                                               (True, 0.0, 0.0, False), (False, 1.0, 1.0, True)):
+        generation = dataclasses.replace(engine.config.generation, description_beams=3,
+                                         description_match=match,
+                                         description_consensus=consensus)
+        engine.config = dataclasses.replace(engine.config, generation=generation)
+        hints, engine.hints = engine.hints, engine.hints if hinted else None
+        chosen = engine._description_settings(settings, image)
+        engine.hints = hints
+        assert (chosen.rerank is not None) == reranked
