@@ -275,7 +275,8 @@ class RSCapRet:
         nearest train images (CIDEr-D against them; ``DescriptionHints.agreement``).
         """
         assert self.hints is not None, "consensus reads the neighbours the prompt reads"
-        agree = self.hints.agreement(torch.as_tensor(image[:self.bridge.spec.pooled_dim]))
+        agree = self.hints.agreement(
+            torch.as_tensor(image[:self.bridge.spec.pooled_dim]).to(self._device))
         return lambda candidates: [weight * agree(self._text(c.ids)) for c in candidates]
 
     def _search_match(self, image: np.ndarray, weight: float
