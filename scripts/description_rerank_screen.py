@@ -5,10 +5,10 @@
 
 Describes each image once through the engine's own description path (beam search over
 ``--beams``, ``RSCapRet._search_match``), keeping every candidate it re-ranks with its
-log-probability and its search match, and the image's nearest train images (the bridge's
-neighbour hints), so each choice is scored without decoding again: a candidate's score is
-its log-probability + ``--weights`` x its search match + ``--consensus`` x its CIDEr-D
-against every caption of those train images (``DescriptionHints.agreement``). BLEU-4,
+log-probability, its search match and, where the bridge reads neighbour captions, its
+agreement with them (``RSCapRet._consensus``), so each choice is scored without decoding
+again: a candidate's score is its log-probability + ``--weights`` x its search match +
+``--consensus`` x its CIDEr-D against every caption of the image's nearest train images. BLEU-4,
 ROUGE-L, CIDEr and distinct descriptions per pair of weights, on the whole split and on its
 even and odd images (weight 0 and 0 = plain beam). About 2.5 s an image on 2 cores (45 min
 for the whole split); ``--out`` is rewritten every 50 images and a rerun resumes from it.
@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from bot.config import load_config
@@ -53,16 +52,13 @@ def main() -> None:
                                      description_match=1.0)
     engine = create_engine(dataclasses.replace(config.engine, generation=generation))
     records = evaluation_records(config.train.sources, "val", args.limit)
-    if engine.hints is None:
-        raise SystemExit("the bridge reads no neighbour captions: nothing to weigh consensus on")
     kept = _collect(engine, records, Path(args.out))
     references = {r.path.name: list(r.captions) for r in records}
-    consensus = _consensus(engine, records, kept)
     halves = {"whole": list(references), "even": [r.path.name for r in records[0::2]],
               "odd": [r.path.name for r in records[1::2]]}
     for weight in _floats(args.weights):
         for agree in _floats(args.consensus):
-            chosen = {name: _best(kept[name]["candidates"], consensus[name], weight, agree)
+            chosen = {name: _best(kept[name]["candidates"], weight, agree)
                       for name in references}
             print(f"match {weight:g}, consensus {agree:g}: " + "; ".join(
                 f"{half} " + _scores({n: chosen[n] for n in names}, references)
@@ -73,8 +69,9 @@ def main() -> None:
 
 def _collect(engine: RSCapRet, records: Sequence[CaptionedImage], out: Path
              ) -> dict[str, dict]:
-    """Each image's candidates (text, log-probability, search match), resumed from and
-    saved to ``out`` every 50 images.
+    """Each image's candidates (text, log-probability, search match, agreement with the
+    neighbours' captions: 0 where the bridge reads none), resumed from and saved to ``out``
+    every 50 images.
     """
     kept: dict[str, dict] = json.loads(out.read_text()) if out.is_file() else {}
     offered: list[dict] = []
@@ -83,10 +80,13 @@ def _collect(engine: RSCapRet, records: Sequence[CaptionedImage], out: Path
     def recording(image: np.ndarray, weight: float
                   ) -> Callable[[Sequence[BeamCandidate]], list[float]]:
         bonus = match(image, 1.0)
+        agreement = engine._consensus(image, 1.0) if engine.hints is not None else None
 
         def keep(candidates: Sequence[BeamCandidate]) -> list[float]:
-            offered[:] = [{"text": engine._text(c.ids), "log_prob": c.score, "match": m}
-                          for c, m in zip(candidates, bonus(candidates), strict=True)]
+            agreed = agreement(candidates) if agreement else [0.0] * len(candidates)
+            offered[:] = [{"text": engine._text(c.ids), "log_prob": c.score, "match": m,
+                           "consensus": a}
+                          for c, m, a in zip(candidates, bonus(candidates), agreed, strict=True)]
             return [0.0] * len(candidates)  # the likeliest is decoded; choices come later
 
         return keep
@@ -108,24 +108,8 @@ def _floats(listed: str) -> list[float]:
     return [float(w) for w in listed.split(",")]
 
 
-def _consensus(engine: RSCapRet, records: Sequence[CaptionedImage], kept: dict[str, dict]
-               ) -> dict[str, list[float]]:
-    """Each image's candidates' agreement with its nearest train images' captions, as the
-    engine weighs it (``DescriptionHints.agreement``; the images embedded again, seconds).
-    """
-    assert engine.hints is not None
-    agreement = {}
-    for r in records:
-        embedding = engine.embed_images([Image.open(r.path).convert("RGB")])[0]
-        agree = engine.hints.agreement(
-            torch.as_tensor(embedding[:engine.bridge.spec.pooled_dim]))
-        agreement[r.path.name] = [agree(c["text"]) for c in kept[r.path.name]["candidates"]]
-    return agreement
-
-
-def _best(candidates: list[dict], agreement: list[float], weight: float, agree: float) -> str:
-    scored = [c["log_prob"] + weight * c["match"] + agree * a
-              for c, a in zip(candidates, agreement, strict=True)]
+def _best(candidates: list[dict], weight: float, agree: float) -> str:
+    scored = [c["log_prob"] + weight * c["match"] + agree * c["consensus"] for c in candidates]
     return str(candidates[int(np.argmax(scored))]["text"])
 
 
