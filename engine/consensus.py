@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MAX_N = 4  # n-grams of 1 to 4 words, as CIDEr
@@ -61,21 +61,24 @@ class CaptionConsensus:
             frequency.update(seen)
         self._frequency = frequency
         self._log_documents = math.log(float(len(corpus)))
-        self._weighted: dict[str, _Weighted] = {}  # references recur across descriptions
 
     def score(self, candidate: str, references: Sequence[str]) -> float:
         """CIDEr-D of ``candidate`` against ``references`` (0 when there are none)."""
-        if not references:
-            return 0.0
-        mine = self._weigh(candidate)
-        total = sum(self._similarity(mine, self._reference(r)) for r in references)
-        return 10.0 * total / len(references)
+        return self.against(references)(candidate)
 
-    def _reference(self, caption: str) -> _Weighted:
-        cached = self._weighted.get(caption)
-        if cached is None:
-            cached = self._weighted[caption] = self._weigh(caption)
-        return cached
+    def against(self, references: Sequence[str]) -> Callable[[str], float]:
+        """``score`` against these ``references``, each weighed once for every candidate
+        (a description's candidates share their references; nothing outlives them).
+        """
+        weighed = [self._weigh(r) for r in references]
+
+        def scored(candidate: str) -> float:
+            if not weighed:
+                return 0.0
+            mine = self._weigh(candidate)
+            return 10.0 * sum(self._similarity(mine, r) for r in weighed) / len(weighed)
+
+        return scored
 
     def _weigh(self, text: str) -> _Weighted:
         tokens = words(text)

@@ -195,5 +195,4 @@ class DescriptionHints:
         caption of its ``k`` nearest train images (CIDEr-D, ``engine/consensus.py``).
         """
         near = self.hints.neighbour_captions(self.project(pooled.float().unsqueeze(0)))[0]
-        references = [caption for captions in near for caption in captions]
-        return lambda text: self.consensus.score(text, references)
+        return self.consensus.against([caption for captions in near for caption in captions])
